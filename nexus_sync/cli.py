@@ -1,0 +1,312 @@
+"""The `nexus-sync` command: the only module that prints."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__, render
+from .apply import Result, apply_plan
+from .config import Config, load_config
+from .errors import InvalidPosts, NexusSyncError, PlanMismatch, TooMuchChange
+from .plan import Plan
+from .session import LOCAL_STATE_DIR, open_client, plan_for
+
+log = logging.getLogger("nexus_sync")
+
+FORMATS = ("text", "json", "markdown")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO
+    if verbose > 1:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _errors_as_exit(function: Callable) -> Callable:
+    """Turn the errors people cause into a message and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except InvalidPosts as invalid:
+            _report_problems(invalid)
+            sys.exit(1)
+        except NexusSyncError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _report_problems(invalid: InvalidPosts) -> None:
+    in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+    for problem in invalid.problems:
+        click.echo(str(problem), err=True)
+        if in_actions:
+            message = problem.message.replace("%", "%25").replace("\n", "%0A")
+            click.echo(f"::error file={problem.path},line={problem.line}::{message}")
+    click.echo(
+        f"{len(invalid.problems)} problem(s) found; nothing was sent.", err=True
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nexus-sync")
+@click.option(
+    "-C",
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    help="The repository root (where nexus-sync.yaml and posts/ are).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv: debug).")
+@click.pass_context
+def main(ctx: click.Context, root: Path, verbose: int) -> None:
+    """Keep social posts as Markdown files and reconcile them with Nexus Share."""
+    _setup_logging(verbose)
+    ctx.obj = {"root": root.resolve()}
+
+
+def _connection_options(function: Callable) -> Callable:
+    options = [
+        click.option(
+            "--local",
+            is_flag=True,
+            help=f"Use the embedded emulator (state in {LOCAL_STATE_DIR}/).",
+        ),
+        click.option(
+            "--api-url",
+            envvar="NEXUS_API_URL",
+            show_envvar=True,
+            help="Base URL of the Nexus Share API.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _config(ctx: click.Context, **overrides: Any) -> Config:
+    return load_config(ctx.obj["root"], overrides=overrides)
+
+
+@main.command()
+@_connection_options
+@click.option(
+    "--format", "output_format", type=click.Choice(FORMATS), default="text",
+    help="How to print the plan.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan as JSON, for `nexus-sync apply FILE`.",
+)
+@click.pass_context
+@_errors_as_exit
+def plan(
+    ctx: click.Context,
+    local: bool,
+    api_url: str | None,
+    output_format: str,
+    detailed_exitcode: bool,
+    out: Path | None,
+) -> None:
+    """Show what apply would change, without changing anything."""
+    config = _config(ctx, api_url=api_url)
+
+    async def run() -> Plan:
+        async with open_client(config, local) as client:
+            return (await plan_for(config, client))[0]
+
+    result = asyncio.run(run())
+    _print_plan(result, output_format)
+    if out:
+        out.write_text(render.as_json(result), encoding="utf-8")
+    if detailed_exitcode and result.has_changes:
+        sys.exit(2)
+
+
+def _print_plan(result: Plan, output_format: str) -> None:
+    if output_format == "json":
+        click.echo(render.as_json(result), nl=False)
+    elif output_format == "markdown":
+        click.echo(render.as_markdown(result), nl=False)
+    else:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        click.echo(render.as_text(result, color=color), nl=False, color=color)
+
+
+@main.command()
+@_connection_options
+@click.argument(
+    "plan_file", required=False, type=click.Path(exists=True, path_type=Path)
+)
+@click.option("--expect-checksum", help="Refuse unless the plan has this checksum.")
+@click.option("--force", is_flag=True, help="Apply even past the safety thresholds.")
+@click.option(
+    "--parallelism", type=click.IntRange(min=1), help="Changes in flight at once."
+)
+@click.pass_context
+@_errors_as_exit
+def apply(
+    ctx: click.Context,
+    local: bool,
+    api_url: str | None,
+    plan_file: Path | None,
+    expect_checksum: str | None,
+    force: bool,
+    parallelism: int | None,
+) -> None:
+    """Plan, then make the account match the post files."""
+    config = _config(ctx, api_url=api_url, parallelism=parallelism)
+    if plan_file:
+        expect_checksum = _saved_checksum(plan_file)
+
+    async def run() -> Result | None:
+        async with open_client(config, local) as client:
+            current, inventory = await plan_for(config, client)
+            click.echo(render.as_text(current), nl=False)
+            _check_plan(current, config, expect_checksum, force)
+            if not current.has_changes:
+                return None
+            return await apply_plan(
+                current, client, config, inventory, config.parallelism
+            )
+
+    result = asyncio.run(run())
+    if result is None:
+        return
+    _print_result(result)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _saved_checksum(plan_file: Path) -> str:
+    try:
+        return json.loads(plan_file.read_text("utf-8"))["checksum"]
+    except (ValueError, KeyError, TypeError):
+        raise NexusSyncError(
+            f"{plan_file}: not a plan saved by `nexus-sync plan --out`"
+        ) from None
+
+
+def _check_plan(
+    current: Plan, config: Config, expected: str | None, force: bool
+) -> None:
+    if expected and expected != current.checksum:
+        raise PlanMismatch(
+            f"the plan changed since it was reviewed (checksum {current.checksum}, "
+            f"expected {expected}); run `nexus-sync plan` again and review it"
+        )
+    if (
+        not force
+        and current.managed >= config.min_managed_for_safety
+        and current.risky_count > config.max_change_fraction * current.managed
+    ):
+        raise TooMuchChange(
+            f"this plan deletes or updates {current.risky_count} of "
+            f"{current.managed} managed messages, more than "
+            f"{config.max_change_fraction:.0%} (max_change_fraction); review it "
+            "and run again with --force if it is what you want"
+        )
+
+
+def _print_result(result: Result) -> None:
+    for change, what in result.done:
+        click.echo(f"{change.path}: {what}")
+    for change, error in result.failed:
+        click.echo(f"{change.path}: FAILED: {error}", err=True)
+    for change in result.not_started:
+        click.echo(f"{change.path}: not started ({change.action})", err=True)
+    click.echo(
+        f"Apply: {len(result.done)} done, {len(result.failed)} failed, "
+        f"{len(result.not_started)} not started."
+    )
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_context
+@_errors_as_exit
+def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Check post files offline: schema, lengths and times."""
+    from .posts import load_posts
+
+    config = _config(ctx)
+    files = _expand(paths) if paths else None
+    posts, problems = load_posts(config, files)
+    if problems:
+        raise InvalidPosts(problems)
+    click.echo(f"{len(posts)} post file(s) valid.")
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(path.rglob("*.md")))
+        else:
+            files.append(path)
+    return files
+
+
+@main.group()
+def emulator() -> None:
+    """A local Nexus Share for trying nexus-sync and for tests."""
+
+
+@emulator.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=LOCAL_STATE_DIR,
+    show_default=True,
+    help="Where the database and the signing key live.",
+)
+def emulator_serve(host: str, port: int, state_dir: Path) -> None:
+    """Serve the emulator over HTTP until interrupted."""
+    import uvicorn
+
+    from .emulator import Emulator, create_app
+
+    instance = Emulator(state_dir)
+    click.echo(f"Nexus Share emulator on http://{host}:{port} (state in {state_dir})")
+    uvicorn.run(create_app(instance), host=host, port=port, log_level="warning")
+
+
+@emulator.command("token")
+@click.option("--user", required=True, help="The user the token is for.")
+@click.option("--ttl", default=3600.0, show_default=True, help="Seconds it is valid.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=LOCAL_STATE_DIR,
+    show_default=True,
+)
+def emulator_token(user: str, ttl: float, state_dir: Path) -> None:
+    """Print a token that the emulator with this state folder accepts."""
+    from .emulator.tokens import Signer
+
+    click.echo(Signer(state_dir).mint(user, ttl))

@@ -1,0 +1,57 @@
+"""The committed record of which message belongs to which post file."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import yaml
+
+from .errors import NexusSyncError
+from .writeback import replace_atomically
+
+log = logging.getLogger(__name__)
+
+INVENTORY_FILE = "nexus-sync.state.yaml"
+
+_HEADER = (
+    "# Written by nexus-sync: the messages it manages, as `id: post file`.\n"
+    "# Commit this file; it is how a deleted or renamed post is recognised.\n"
+)
+
+
+def load_inventory(root: Path) -> dict[str, str]:
+    """The id-to-path record, empty when the repository has none yet."""
+    path = root / INVENTORY_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.load(path.read_text("utf-8-sig"), Loader=yaml.CSafeLoader) or {}
+    except yaml.YAMLError as error:
+        raise NexusSyncError(
+            f"{INVENTORY_FILE}: not valid YAML ({error}); restore it from git"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise NexusSyncError(
+            f"{INVENTORY_FILE}: expected lines of `id: path`; restore it from git"
+        )
+    return data
+
+
+def render_inventory(inventory: dict[str, str]) -> str:
+    lines = [
+        f"{json.dumps(message_id)}: {json.dumps(path, ensure_ascii=False)}\n"
+        for message_id, path in sorted(inventory.items())
+    ]
+    return _HEADER + "".join(lines)
+
+
+def save_inventory(root: Path, inventory: dict[str, str]) -> bool:
+    """Write the record atomically; return whether the file changed."""
+    changed = replace_atomically(root / INVENTORY_FILE, render_inventory(inventory))
+    if changed:
+        log.debug("inventory saved with %d message(s)", len(inventory))
+    return changed

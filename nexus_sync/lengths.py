@@ -1,0 +1,48 @@
+"""Per-platform length rules, counted the way each platform counts."""
+
+from __future__ import annotations
+
+import regex
+from twitter_text import parse_tweet
+
+SERVICE_MAX = 10_000
+X_MAX = 280
+BLUESKY_MAX_GRAPHEMES = 300
+BLUESKY_MAX_BYTES = 3_000
+LINKEDIN_MAX = 3_000
+
+_GRAPHEME = regex.compile(r"\X")
+
+
+def x_weighted_length(content: str) -> int:
+    """twitter-text v3: URLs count 23, CJK and emoji count 2, the rest 1."""
+    return parse_tweet(content).weightedLength
+
+
+def graphemes(content: str) -> int:
+    """Extended grapheme clusters, as Bluesky counts them."""
+    return len(_GRAPHEME.findall(content))
+
+
+def problems(content: str, platforms: tuple[str, ...]) -> list[str]:
+    """A message for each rule the content breaks on the given platforms."""
+    found = []
+    if not content:
+        found.append("the post has no content; write the message below the '---'")
+    elif len(content) > SERVICE_MAX:
+        found.append(f"{len(content)}/{SERVICE_MAX} characters (Nexus Share limit)")
+
+    if "x" in platforms and content:
+        parsed = parse_tweet(content)
+        if parsed.weightedLength > X_MAX or not parsed.valid:
+            found.append(f"{parsed.weightedLength}/{X_MAX} weighted characters for x")
+    if "bluesky" in platforms:
+        count = graphemes(content)
+        if count > BLUESKY_MAX_GRAPHEMES:
+            found.append(f"{count}/{BLUESKY_MAX_GRAPHEMES} graphemes for bluesky")
+        size = len(content.encode("utf-8"))
+        if size > BLUESKY_MAX_BYTES:
+            found.append(f"{size}/{BLUESKY_MAX_BYTES} UTF-8 bytes for bluesky")
+    if "linkedin" in platforms and len(content) > LINKEDIN_MAX:
+        found.append(f"{len(content)}/{LINKEDIN_MAX} characters for linkedin")
+    return found

@@ -1,0 +1,99 @@
+"""Connecting to an account (the service, or the embedded emulator) and planning."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import httpx
+
+from .auth import StaticToken
+from .client import NexusClient
+from .config import Config
+from .errors import ConfigError, InvalidPosts
+from .inventory import load_inventory
+from .plan import Message, Plan, make_plan
+from .posts import load_posts
+
+log = logging.getLogger(__name__)
+
+LOCAL_STATE_DIR = ".nexus-sync"
+LOCAL_USER = "local"
+LOCAL_URL = "http://nexus-share.local"
+
+
+@contextlib.asynccontextmanager
+async def open_client(config: Config, local: bool) -> AsyncIterator[NexusClient]:
+    """A client for the configured account, or for the embedded emulator."""
+    if local:
+        from .emulator import Emulator, create_app
+
+        state_dir = config.root / LOCAL_STATE_DIR
+        emulator = Emulator(state_dir)
+        # The local state never belongs in the user's repository.
+        (state_dir / ".gitignore").write_text("*\n")
+        transport = httpx.ASGITransport(app=create_app(emulator))
+        auth = StaticToken(emulator.mint(LOCAL_USER))
+        log.info("using the embedded emulator in %s", LOCAL_STATE_DIR)
+        try:
+            async with NexusClient(LOCAL_URL, auth, transport=transport) as client:
+                yield client
+        finally:
+            emulator.store.close()
+        return
+
+    check_api_url(config.api_url)
+    log.info("using Nexus Share at %s", config.api_url)
+    async with NexusClient(config.api_url, _auth(config)) as client:
+        yield client
+
+
+def check_api_url(url: str) -> None:
+    """Only HTTPS leaves the machine: a token must never cross a network in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return
+    raise ConfigError(
+        f"API URL {url!r} must be https:// (plain http:// only to this machine)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth(config: Config) -> httpx.Auth:
+    if config.token:
+        return StaticToken(config.token)
+    raise ConfigError(
+        "no credentials: set NEXUS_TOKEN (or NEXUS_USER and NEXUS_PASSWORD), "
+        "or use --local for the embedded emulator"
+    )
+
+
+def read_posts(config: Config) -> list:
+    """Every post, or InvalidPosts with every problem of every file."""
+    posts, problems = load_posts(config)
+    if problems:
+        raise InvalidPosts(problems)
+    return posts
+
+
+async def plan_for(config: Config, client: NexusClient) -> tuple[Plan, dict]:
+    """Read the files first (nothing is sent while any is wrong), then plan."""
+    posts = read_posts(config)
+    inventory = load_inventory(config.root)
+    remote = [Message.from_api(data) for data in await client.list_messages()]
+    now = dt.datetime.now(dt.timezone.utc)
+    return make_plan(posts, inventory, remote, now, config), inventory
