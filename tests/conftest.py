@@ -181,3 +181,13 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
     server = EmulatorServer(tmp_path / "emulator-state")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_github() -> Iterator[Any]:
+    """A local fake of GitHub's comment API (tests/fake_github.py)."""
+    from fake_github import FakeGitHub
+
+    server = FakeGitHub(token="ghs_fake0github0token0for0tests")
+    yield server
+    server.stop()
