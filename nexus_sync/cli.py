@@ -16,8 +16,8 @@ import click
 from . import __version__, render
 from .apply import Result, apply_plan
 from .config import Config, load_config
-from .errors import InvalidPosts, NexusSyncError, PlanMismatch, TooMuchChange
-from .plan import Plan
+from .errors import InvalidPosts, NexusSyncError
+from .plan import Plan, check_apply
 from .session import LOCAL_STATE_DIR, open_client, plan_for
 
 log = logging.getLogger("nexus_sync")
@@ -121,6 +121,11 @@ def _config(ctx: click.Context, **overrides: Any) -> Config:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the plan as JSON, for `nexus-sync apply FILE`.",
 )
+@click.option(
+    "--prune-unmanaged",
+    is_flag=True,
+    help="Also delete drafts and scheduled messages that no post file manages.",
+)
 @click.pass_context
 @_errors_as_exit
 def plan(
@@ -130,13 +135,14 @@ def plan(
     output_format: str,
     detailed_exitcode: bool,
     out: Path | None,
+    prune_unmanaged: bool,
 ) -> None:
     """Show what apply would change, without changing anything."""
     config = _config(ctx, api_url=api_url)
 
     async def run() -> Plan:
         async with open_client(config, local) as client:
-            return (await plan_for(config, client))[0]
+            return (await plan_for(config, client, prune_unmanaged))[0]
 
     result = asyncio.run(run())
     _print_plan(result, output_format)
@@ -164,6 +170,11 @@ def _print_plan(result: Plan, output_format: str) -> None:
 @click.option("--expect-checksum", help="Refuse unless the plan has this checksum.")
 @click.option("--force", is_flag=True, help="Apply even past the safety thresholds.")
 @click.option(
+    "--prune-unmanaged",
+    is_flag=True,
+    help="Also delete drafts and scheduled messages that no post file manages.",
+)
+@click.option(
     "--parallelism", type=click.IntRange(min=1), help="Changes in flight at once."
 )
 @click.pass_context
@@ -175,6 +186,7 @@ def apply(
     plan_file: Path | None,
     expect_checksum: str | None,
     force: bool,
+    prune_unmanaged: bool,
     parallelism: int | None,
 ) -> None:
     """Plan, then make the account match the post files."""
@@ -184,9 +196,9 @@ def apply(
 
     async def run() -> Result | None:
         async with open_client(config, local) as client:
-            current, inventory = await plan_for(config, client)
+            current, inventory = await plan_for(config, client, prune_unmanaged)
             click.echo(render.as_text(current), nl=False)
-            _check_plan(current, config, expect_checksum, force)
+            check_apply(current, config, expect_checksum, force)
             if not current.has_changes:
                 return None
             return await apply_plan(
@@ -208,27 +220,6 @@ def _saved_checksum(plan_file: Path) -> str:
         raise NexusSyncError(
             f"{plan_file}: not a plan saved by `nexus-sync plan --out`"
         ) from None
-
-
-def _check_plan(
-    current: Plan, config: Config, expected: str | None, force: bool
-) -> None:
-    if expected and expected != current.checksum:
-        raise PlanMismatch(
-            f"the plan changed since it was reviewed (checksum {current.checksum}, "
-            f"expected {expected}); run `nexus-sync plan` again and review it"
-        )
-    if (
-        not force
-        and current.managed >= config.min_managed_for_safety
-        and current.risky_count > config.max_change_fraction * current.managed
-    ):
-        raise TooMuchChange(
-            f"this plan deletes or updates {current.risky_count} of "
-            f"{current.managed} managed messages, more than "
-            f"{config.max_change_fraction:.0%} (max_change_fraction); review it "
-            "and run again with --force if it is what you want"
-        )
 
 
 def _print_result(result: Result) -> None:
