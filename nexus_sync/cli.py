@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -14,10 +15,13 @@ from typing import Any, Callable
 import click
 
 from . import __version__, render
+from . import plan as plans
 from .apply import Result, apply_plan
 from .config import Config, load_config
 from .errors import InvalidPosts, NexusSyncError
-from .plan import Plan, check_apply
+from .importer import import_messages
+from .posts import load_posts
+from .plan import Message, Plan, check_apply
 from .session import LOCAL_STATE_DIR, open_client, plan_for
 
 log = logging.getLogger("nexus_sync")
@@ -192,7 +196,8 @@ def apply(
     """Plan, then make the account match the post files."""
     config = _config(ctx, api_url=api_url, parallelism=parallelism)
     if plan_file:
-        expect_checksum = _saved_checksum(plan_file)
+        expect_checksum, saved_prune = _saved_plan(plan_file)
+        prune_unmanaged = prune_unmanaged or saved_prune
 
     async def run() -> Result | None:
         async with open_client(config, local) as client:
@@ -213,9 +218,11 @@ def apply(
         sys.exit(1)
 
 
-def _saved_checksum(plan_file: Path) -> str:
+def _saved_plan(plan_file: Path) -> tuple[str, bool]:
+    """The checksum and the options of a plan saved by `plan --out`."""
     try:
-        return json.loads(plan_file.read_text("utf-8"))["checksum"]
+        saved = json.loads(plan_file.read_text("utf-8"))
+        return saved["checksum"], bool(saved["options"]["prune_unmanaged"])
     except (ValueError, KeyError, TypeError):
         raise NexusSyncError(
             f"{plan_file}: not a plan saved by `nexus-sync plan --out`"
@@ -236,13 +243,72 @@ def _print_result(result: Result) -> None:
 
 
 @main.command()
+@_connection_options
+@click.pass_context
+@_errors_as_exit
+def refresh(ctx: click.Context, local: bool, api_url: str | None) -> None:
+    """Write back what changed remotely (published, failed); change nothing else."""
+    config = _config(ctx, api_url=api_url)
+
+    async def run() -> Result:
+        async with open_client(config, local) as client:
+            current, inventory = await plan_for(config, client)
+            writebacks = tuple(
+                c for c in current.changes if c.action == plans.WRITEBACK
+            )
+            only = dataclasses.replace(current, changes=writebacks)
+            return await apply_plan(only, client, config, inventory, 1)
+
+    result = asyncio.run(run())
+    for change, _ in result.done:
+        written = ", ".join(
+            f"{f.name.removeprefix('nexus.')} {render.show(f.new)}"
+            for f in change.fields
+        )
+        click.echo(f"{change.path}: {written or 'recorded in the inventory'}")
+    click.echo(f"Refresh: {len(result.done)} post file(s) updated.")
+    if not result.ok:
+        _print_result(result)
+        sys.exit(1)
+
+
+@main.command("import")
+@_connection_options
+@click.pass_context
+@_errors_as_exit
+def import_(ctx: click.Context, local: bool, api_url: str | None) -> None:
+    """Write a post file for each message that no file manages, and record it."""
+    config = _config(ctx, api_url=api_url)
+
+    async def run() -> list[tuple[str, Message]]:
+        async with open_client(config, local) as client:
+            current, inventory = await plan_for(config, client)
+            return import_messages(list(current.unmanaged), config, inventory)
+
+    written = asyncio.run(run())
+    for path, message in written:
+        click.echo(f"{path}: imported {message.id} ({message.status})")
+    click.echo(f"Import: {len(written)} post file(s) written.")
+
+    # The service may hold content that a post file may not (too long for a
+    # platform, say); the next plan would stop on it, so say so now.
+    _, problems = load_posts(config, [config.root / path for path, _ in written])
+    for problem in problems:
+        click.echo(f"Warning: {problem}", err=True)
+    if problems:
+        click.echo(
+            f"{len(problems)} problem(s) in imported files; fix them before the "
+            "next plan.",
+            err=True,
+        )
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
 @_errors_as_exit
 def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Check post files offline: schema, lengths and times."""
-    from .posts import load_posts
-
     config = _config(ctx)
     files = _expand(paths) if paths else None
     posts, problems = load_posts(config, files)

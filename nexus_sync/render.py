@@ -103,7 +103,7 @@ def _detail_lines(change: Change, paint: Paint) -> list[str]:
     if change.action == plans.CREATE and change.post is not None:
         body = request_body(change.post)
         lines = [
-            f"{name}: {_show(body[name])}"
+            f"{name}: {show(body[name])}"
             for name in ("title", "platforms", "scheduledFor")
             if name in body
         ]
@@ -116,7 +116,7 @@ def _detail_lines(change: Change, paint: Paint) -> list[str]:
     lines = []
     for field in change.fields:
         if field.name != "content":
-            lines.append(f"{field.name}: {_show(field.old)} -> {_show(field.new)}")
+            lines.append(f"{field.name}: {show(field.old)} -> {show(field.new)}")
             continue
         lines.append("content:")
         for line in _content_diff(field, change):
@@ -137,7 +137,8 @@ def _content_diff(field: FieldChange, change: Change) -> list[str]:
     )
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
+    """A field value as the plan prints it."""
     if value is None:
         return "(none)"
     if isinstance(value, list):
