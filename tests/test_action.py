@@ -257,7 +257,7 @@ def test_a_pull_request_gets_one_plan_comment_updated_on_the_next_push(
     )
     [body] = side.fake_github.bodies(REPOSITORY, 12)
     assert body.startswith("<!-- nexus-sync plan: . -->\n### nexus-sync plan\n")
-    assert "`posts/pull-request.md`" in body
+    assert "<summary>+ create posts/pull-request.md</summary>" in body
     assert f"Commit {side.sha('feature')[:7]}." in body
 
     side.push(
@@ -281,7 +281,7 @@ def test_a_pull_request_gets_one_plan_comment_updated_on_the_next_push(
         "**Plan: 9 to create, 0 to update, 0 to delete, 0 unchanged, 0 unmanaged**"
         in (body)
     )
-    assert "`posts/second.md`" in body
+    assert "<summary>+ create posts/second.md</summary>" in body
     assert f"Commit {side.sha('feature')[:7]}." in body
     assert [(r.method, r.path) for r in side.fake_github.requests] == [
         ("GET", f"/repos/{REPOSITORY}/issues/12/comments"),
@@ -540,3 +540,42 @@ def _hook(workspace: Path, name: str, body: str) -> None:
         "#!/bin/sh\nset -e\nunset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE\n" + body
     )
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+
+
+def test_a_scheduled_run_refreshes_and_commits_what_was_published(
+    side: GitHubSide,
+) -> None:
+    # Tokens expire by the service's clock, which jumps to 2030 below.
+    side.nexus_token = side.emulator.token("alice", ttl=200_000_000)
+    # Applied by hand before, as a person may do, and the write-back pushed.
+    env = {"NEXUS_API_URL": side.emulator.url, "NEXUS_TOKEN": side.nexus_token}
+    assert run_command(["apply"], side.developer, env=env).code == 0
+    git(side.developer, "add", "-A")
+    git(side.developer, "commit", "-q", "-m", "ids")
+    git(side.developer, "push", "-q", "origin", "main")
+    before = side.sha("main")
+    # The first post's time passes: the service publishes it.
+    httpx.post(
+        f"{side.emulator.url}/_emulator/clock",
+        json={"set": "2030-01-15T09:00:00+00:00"},
+    ).raise_for_status()
+    event = {
+        "schedule": "17 * * * *",
+        "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+    }
+
+    run = side.act("schedule", event, "refs/heads/main", side.checkout("main"))
+
+    assert run.code == 0, run.log
+    assert "nexus-sync: refresh (event schedule)" in run.log
+    assert run.outputs["has-changes"] == "true"
+    assert [subject for _, _, subject in side.history()][:2] == [
+        "nexus-sync: write back after refresh [skip ci]",
+        "ids",
+    ]
+    changed = git(side.remote, "diff", "--name-only", before, "main").split()
+    assert changed == ["posts/2030-01-15-hello-world.md"]
+    tip = side.checkout("main")
+    text = (tip / "posts" / "2030-01-15-hello-world.md").read_text()
+    assert "  status: PUBLISHED\n" in text
+    assert_secrets_hidden(side, run)
