@@ -216,6 +216,8 @@ def test_the_workflow_example_matches_githubs_workflow_schema() -> None:
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
+    # The README shows the example as it is.
+    assert f"```yaml\n{path.read_text()}```" in (PROJECT / "README.md").read_text()
     workflow = yaml.safe_load(path.read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true.
     assert set(triggers) == {"pull_request", "push", "schedule", "workflow_dispatch"}
@@ -293,6 +295,34 @@ def test_a_pull_request_gets_one_plan_comment_updated_on_the_next_push(
     assert side.emulator.messages() == []
     assert len(side.history("feature")) == 3
     assert_secrets_hidden(side, first, second)
+
+
+def test_a_token_that_may_not_comment_warns_and_keeps_the_plan_in_the_summary(
+    side: GitHubSide,
+) -> None:
+    side.push("feature", {"posts/pull-request.md": NEW_POST}, "add a post")
+    side.fake_github.deny_writes = True
+
+    run = side.act(
+        "pull_request",
+        pull_request_event(side, "feature"),
+        "refs/pull/12/merge",
+        side.checkout("feature"),
+    )
+
+    assert run.code == 0, run.log
+    assert (
+        "warning",
+        (
+            "The plan comment was not posted: GitHub answered 403 to commenting on "
+            "#12: Resource not accessible by integration; the workflow needs "
+            "`permissions: pull-requests: write` (pull requests from forks get a "
+            "read-only token)"
+        ),
+    ) in run.annotations
+    assert "**Plan: 8 to create," in run.summary
+    assert side.fake_github.bodies(REPOSITORY, 12) == []
+    assert_secrets_hidden(side, run)
 
 
 def test_a_merge_applies_pushes_one_write_back_and_its_own_run_does_nothing(
@@ -481,57 +511,49 @@ git push -q origin HEAD:main
 
 
 def test_a_pull_request_from_a_fork_is_only_validated(side: GitHubSide) -> None:
-    side.push("feature", {"posts/pull-request.md": NEW_POST}, "add a post")
-    event = pull_request_event(side, "feature", head_repository="mallory/posts")
+    bad = NEW_POST.replace("[bluesky]", "[myspace]")
+    side.push("feature", {"posts/pull-request.md": bad}, "add a post")
 
-    # A fork's workflow gets empty secrets.
-    run = side.act(
-        "pull_request",
-        event,
-        "refs/pull/12/merge",
-        side.checkout("feature"),
-        token="",
-        **{"api-url": ""},
-    )
+    def act_as_fork() -> ActionRun:
+        # A fork's workflow gets empty secrets, and a read-only GitHub token.
+        return side.act(
+            "pull_request",
+            pull_request_event(side, "feature", head_repository="mallory/posts"),
+            "refs/pull/12/merge",
+            side.checkout("feature"),
+            token="",
+            **{"api-url": ""},
+        )
 
-    assert run.code == 0, run.log
-    assert run.outputs == {"has-changes": "false", "checksum": "", "plan-path": ""}
-    [(kind, message)] = run.annotations
+    failed = act_as_fork()
+
+    assert failed.code == 1
+    assert "::error file=posts/pull-request.md,line=3::platforms.0:" in failed.log
+    assert (
+        "error",
+        "platforms.0: 'myspace' is not one of ['x', 'linkedin', 'bluesky']",
+    ) in failed.annotations
+
+    side.push("feature", {"posts/pull-request.md": NEW_POST}, "fix the post")
+    passed = act_as_fork()
+
+    assert passed.code == 0, passed.log
+    assert passed.outputs == {"has-changes": "false", "checksum": "", "plan-path": ""}
+    [(kind, message)] = passed.annotations
     assert kind == "notice"
     assert message.startswith(
         "nexus-sync only validated the files: this pull request comes from the "
         "fork mallory/posts."
     )
-    assert "8 post file(s) valid." in run.log
+    assert "8 post file(s) valid." in passed.log
     assert "Only validated the files: this pull request comes from the fork" in (
-        run.summary
+        passed.summary
     )
     assert side.fake_github.requests == []
     assert side.emulator.requests()["counts"] == {}
-
-
-def test_a_fork_with_a_bad_post_fails_with_an_annotation_on_the_file(
-    side: GitHubSide,
-) -> None:
-    bad = NEW_POST.replace("[bluesky]", "[myspace]")
-    side.push("feature", {"posts/pull-request.md": bad}, "add a post")
-    event = pull_request_event(side, "feature", head_repository="mallory/posts")
-
-    run = side.act(
-        "pull_request",
-        event,
-        "refs/pull/12/merge",
-        side.checkout("feature"),
-        token="",
-        **{"api-url": ""},
-    )
-
-    assert run.code == 1
-    assert (
-        "error",
-        "platforms.0: 'myspace' is not one of ['x', 'linkedin', 'bluesky']",
-    ) in run.annotations
-    assert "::error file=posts/pull-request.md,line=3::platforms.0:" in run.log
+    for run in (failed, passed):
+        assert run.masks == [side.fake_github.token]
+        assert side.fake_github.token not in run.captured()
 
 
 def _hook(workspace: Path, name: str, body: str) -> None:
