@@ -91,22 +91,12 @@ class GitHub:
         return found
 
     def create_comment(self, repository: str, number: int, body: str) -> Comment:
-        response = self._call(
-            "POST",
-            f"/repos/{repository}/issues/{number}/comments",
-            f"commenting on #{number}",
-            json={"body": body},
-        )
-        return _comment(response.json())
+        url = f"/repos/{repository}/issues/{number}/comments"
+        return self._write("POST", url, f"commenting on #{number}", body)
 
     def update_comment(self, repository: str, comment_id: int, body: str) -> Comment:
-        response = self._call(
-            "PATCH",
-            f"/repos/{repository}/issues/comments/{comment_id}",
-            f"updating comment {comment_id}",
-            json={"body": body},
-        )
-        return _comment(response.json())
+        url = f"/repos/{repository}/issues/comments/{comment_id}"
+        return self._write("PATCH", url, f"updating comment {comment_id}", body)
 
     def upsert_comment(
         self, repository: str, number: int, marker: str, body: str
@@ -125,6 +115,9 @@ class GitHub:
                 return self.update_comment(repository, comment.id, body), False
         log.info("creating a comment on #%s", number)
         return self.create_comment(repository, number, body), True
+
+    def _write(self, method: str, url: str, what: str, body: str) -> Comment:
+        return _comment(self._call(method, url, what, json={"body": body}).json())
 
     def _call(
         self,

@@ -124,6 +124,18 @@ class GitHubSide:
         self.last = run
         return run
 
+    def act_on_pull_request(
+        self, branch: str, head_repository: str = REPOSITORY, **inputs: str
+    ) -> ActionRun:
+        """The run for pull request #12 from `branch` of `head_repository`."""
+        return self.act(
+            "pull_request",
+            pull_request_event(self, branch, head_repository),
+            "refs/pull/12/merge",
+            self.checkout(branch),
+            **inputs,
+        )
+
     def everything_captured(self) -> str:
         """What a person or a log collector could read after the runs."""
         recorded = [f"{r.method} {r.path} {r.body}" for r in self.fake_github.requests]
@@ -241,12 +253,7 @@ def test_a_pull_request_gets_one_plan_comment_updated_on_the_next_push(
 ) -> None:
     side.push("feature", {"posts/pull-request.md": NEW_POST}, "add a post")
 
-    first = side.act(
-        "pull_request",
-        pull_request_event(side, "feature"),
-        "refs/pull/12/merge",
-        side.checkout("feature"),
-    )
+    first = side.act_on_pull_request("feature")
 
     assert first.code == 0, first.log
     assert first.skipped == ["actions/setup-python@v5", "install"]
@@ -270,12 +277,7 @@ def test_a_pull_request_gets_one_plan_comment_updated_on_the_next_push(
         },
         "another post",
     )
-    second = side.act(
-        "pull_request",
-        pull_request_event(side, "feature"),
-        "refs/pull/12/merge",
-        side.checkout("feature"),
-    )
+    second = side.act_on_pull_request("feature")
 
     assert second.code == 0, second.log
     [body] = side.fake_github.bodies(REPOSITORY, 12)
@@ -303,12 +305,7 @@ def test_a_token_that_may_not_comment_warns_and_keeps_the_plan_in_the_summary(
     side.push("feature", {"posts/pull-request.md": NEW_POST}, "add a post")
     side.fake_github.deny_writes = True
 
-    run = side.act(
-        "pull_request",
-        pull_request_event(side, "feature"),
-        "refs/pull/12/merge",
-        side.checkout("feature"),
-    )
+    run = side.act_on_pull_request("feature")
 
     assert run.code == 0, run.log
     assert (
@@ -516,13 +513,8 @@ def test_a_pull_request_from_a_fork_is_only_validated(side: GitHubSide) -> None:
 
     def act_as_fork() -> ActionRun:
         # A fork's workflow gets empty secrets, and a read-only GitHub token.
-        return side.act(
-            "pull_request",
-            pull_request_event(side, "feature", head_repository="mallory/posts"),
-            "refs/pull/12/merge",
-            side.checkout("feature"),
-            token="",
-            **{"api-url": ""},
+        return side.act_on_pull_request(
+            "feature", "mallory/posts", token="", **{"api-url": ""}
         )
 
     failed = act_as_fork()
