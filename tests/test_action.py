@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from action_harness import ActionRun, run_action
 from conftest import EmulatorServer, git, make_repo, run_command
 from fake_github import FakeGitHub, LocalServer
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from nexus_sync.action import BOT_EMAIL, BOT_NAME
 
@@ -377,38 +378,37 @@ def test_a_merge_applies_pushes_one_write_back_and_its_own_run_does_nothing(
 
 
 class Relay:
-    """Forwards every request to the emulator; before the first one that matches
-    `method path`, runs `interrupt` and waits for it, so something happens at a
-    known moment in the middle of an apply."""
+    """Forwards every request to the emulator, after asking `on_request(method,
+    path)` (run in a thread, so it may take its time): a response it returns is
+    sent instead. Lets a test act at a known moment in the middle of an apply."""
 
-    def __init__(self, target: str, method: str, path: str, interrupt: Any) -> None:
+    def __init__(self, target: str, on_request: Any) -> None:
         self.target = target
-        self.trigger = (method, path)
-        self.interrupt = interrupt
-        self.fired = False
+        self.on_request = on_request
         self._server = LocalServer(self._forward)
         self.url = self._server.url
 
     async def _forward(self, scope: dict, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
-        if not self.fired and (request.method, request.url.path) == self.trigger:
-            self.fired = True
-            await asyncio.to_thread(self.interrupt)
-        headers = {k: v for k, v in request.headers.items() if k != "host"}
-        async with httpx.AsyncClient(base_url=self.target) as client:
-            answer = await client.request(
-                request.method,
-                request.url.path,
-                params=request.query_params,
-                headers=headers,
-                content=await request.body(),
-            )
-        kept = {
-            k: v
-            for k, v in answer.headers.items()
-            if k not in ("content-length", "content-encoding", "transfer-encoding")
-        }
-        response = Response(answer.content, answer.status_code, kept)
+        response = await asyncio.to_thread(
+            self.on_request, request.method, request.url.path
+        )
+        if response is None:
+            headers = {k: v for k, v in request.headers.items() if k != "host"}
+            async with httpx.AsyncClient(base_url=self.target) as client:
+                answer = await client.request(
+                    request.method,
+                    request.url.path,
+                    params=request.query_params,
+                    headers=headers,
+                    content=await request.body(),
+                )
+            kept = {
+                k: v
+                for k, v in answer.headers.items()
+                if k not in ("content-length", "content-encoding", "transfer-encoding")
+            }
+            response = Response(answer.content, answer.status_code, kept)
         await response(scope, receive, send)
 
     def stop(self) -> None:
@@ -425,8 +425,18 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
     subprocess.run(["git", "clone", "-q", side.remote.as_uri(), str(other)], check=True)
     seen_at_push: list[int] = []
 
-    def push_notes() -> None:
-        seen_at_push.append(len(side.emulator.messages()))
+    lock = threading.Lock()
+
+    def push_notes(method: str, path: str) -> None:
+        if (method, path) != ("POST", "/messages"):
+            return
+        # The creates in flight wait here until the push has landed.
+        with lock:
+            if not seen_at_push:
+                seen_at_push.append(len(side.emulator.messages()))
+                push_once()
+
+    def push_once() -> None:
         (other / "NOTES.md").write_text("a note\n")
         git(other, "add", "NOTES.md")
         git(
@@ -443,7 +453,7 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
         git(other, "push", "-q", "origin", "main")
 
     # Someone else's push lands when the apply sends its first create.
-    relay = Relay(side.emulator.url, "POST", "/messages", push_notes)
+    relay = Relay(side.emulator.url, push_notes)
     try:
         run = side.act(
             "push",
@@ -468,6 +478,49 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
     assert (tip / "NOTES.md").read_text() == "a note\n"
     assert "nexus:" in (tip / "posts" / "pull-request.md").read_text()
     assert len(side.emulator.messages()) == EXAMPLE_COUNT + 1
+    assert_secrets_hidden(side, run)
+
+
+def test_a_failed_apply_still_commits_the_ids_of_what_it_created(
+    side: GitHubSide,
+) -> None:
+    before = side.sha("main")
+    # One change at a time, so that the second create is the one that fails.
+    after = side.push("main", {"nexus-sync.yaml": "parallelism: 1\n"}, "settings")
+    creates: list[str] = []
+
+    def refuse_the_second_create(method: str, path: str) -> JSONResponse | None:
+        if (method, path) != ("POST", "/messages"):
+            return None
+        creates.append(path)
+        if len(creates) == 2:
+            body = {"error": "Unprocessable Entity", "details": "refused by the test"}
+            return JSONResponse(body, status_code=422)
+        return None
+
+    relay = Relay(side.emulator.url, refuse_the_second_create)
+    try:
+        run = side.act(
+            "push",
+            push_event(side, before, after),
+            "refs/heads/main",
+            side.checkout("main"),
+            **{"api-url": relay.url},
+        )
+    finally:
+        relay.stop()
+
+    assert run.code == 1
+    [message] = side.emulator.messages()
+    assert side.history()[0][2] == "nexus-sync: write back after apply [skip ci]"
+    tip = side.checkout("main")
+    inventory = yaml.safe_load((tip / "nexus-sync.state.yaml").read_text())
+    written = [p for p in (tip / "posts").rglob("*.md") if "nexus:" in p.read_text()]
+    assert [path.relative_to(tip).as_posix() for path in written] == list(
+        inventory.values()
+    )
+    assert list(inventory) == [message["id"]]
+    assert f"  id: {message['id']}\n" in written[0].read_text()
     assert_secrets_hidden(side, run)
 
 
