@@ -34,6 +34,13 @@ BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 WRITEBACK_SUBJECT = "nexus-sync: write back"
 PUSH_TRIES = 3
+SECRETS = (
+    "INPUT_TOKEN",
+    "INPUT_PASSWORD",
+    "INPUT_GITHUB_TOKEN",
+    "NEXUS_TOKEN",
+    "NEXUS_PASSWORD",
+)
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
 
 
@@ -56,6 +63,10 @@ class Inputs:
         def text(name: str, default: str = "") -> str:
             return environ.get(f"INPUT_{name}", default).strip() or default
 
+        # Credentials may also come from the job's env, as for the command.
+        def credential(name: str, variable: str) -> str:
+            return environ.get(f"INPUT_{name}") or environ.get(variable, "")
+
         command = text("COMMAND", "auto").lower()
         if command not in COMMANDS:
             raise NexusSyncError(
@@ -63,10 +74,10 @@ class Inputs:
             )
         return cls(
             command=command,
-            api_url=text("API_URL"),
-            token=text("TOKEN"),
-            user=text("USER"),
-            password=environ.get("INPUT_PASSWORD", ""),
+            api_url=credential("API_URL", "NEXUS_API_URL").strip(),
+            token=credential("TOKEN", "NEXUS_TOKEN").strip(),
+            user=credential("USER", "NEXUS_USER").strip(),
+            password=credential("PASSWORD", "NEXUS_PASSWORD"),
             github_token=text("GITHUB_TOKEN"),
             comment=_flag(text("COMMENT", "true"), "comment"),
             commit=_flag(text("COMMIT", "true"), "commit"),
@@ -566,9 +577,9 @@ def run(environ: Mapping[str, str]) -> int:
     """Run the Action with the inputs and event the runner put in `environ`."""
     runner = Runner(environ)
     # Mask first, before anything else can print.
-    for name in ("INPUT_TOKEN", "INPUT_PASSWORD", "INPUT_GITHUB_TOKEN"):
-        if environ.get(name):
-            runner.mask(environ[name])
+    for secret in dict.fromkeys(environ.get(name) for name in SECRETS):
+        if secret:
+            runner.mask(secret)
     try:
         inputs = Inputs.from_environ(environ)
         return Action(inputs, Event.from_environ(environ), runner).run()

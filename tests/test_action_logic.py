@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nexus_sync.action import BOT_EMAIL, Event, Runner, run
+from nexus_sync.action import BOT_EMAIL, Event, Inputs, Runner, run
 
 REPOSITORY = {"full_name": "octo/posts", "default_branch": "main"}
 
@@ -143,3 +143,17 @@ def test_workflow_commands_escape_what_would_end_them(
     Runner({}).command("error", "50% done\nnext", file="a:b,c.md")
 
     assert capsys.readouterr().out == "::error file=a%3Ab%2Cc.md::50%25 done%0Anext\n"
+
+
+def test_credentials_in_the_jobs_env_count_and_inputs_win() -> None:
+    from_env = Inputs.from_environ({"NEXUS_USER": "alice", "NEXUS_PASSWORD": "pw"})
+    both = Inputs.from_environ({"NEXUS_TOKEN": "old", "INPUT_TOKEN": "new"})
+
+    assert from_env.has_credentials
+    assert from_env.nexus_environment() == {
+        "NEXUS_USER": "alice",
+        "NEXUS_PASSWORD": "pw",
+    }
+    assert both.nexus_environment() == {"NEXUS_TOKEN": "new"}
+    assert "pw" not in repr(from_env) and "new" not in repr(both)
+    assert not Inputs.from_environ({"INPUT_USER": "alice"}).has_credentials
