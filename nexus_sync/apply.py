@@ -112,7 +112,7 @@ class Applier:
 
         if action == plans.CREATE:
             data = await self.client.create_message(
-                request_body(post), idempotency_key("create", post)
+                request_body(post), idempotency_key("create", post, change.replaces)
             )
             if change.replaces:
                 self._record(change.replaces, None)
