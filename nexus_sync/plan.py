@@ -239,6 +239,7 @@ def make_plan(
                     ADOPT,
                     post.path,
                     twin.id,
+                    publish=post.publish_now and twin.status in ADOPTABLE_ANY_AGE,
                     post=post,
                     message=twin,
                     note=_join(note, f"adopts the identical message {twin.id}"),
