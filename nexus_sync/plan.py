@@ -34,6 +34,8 @@ REMOTE_ACTIONS = (CREATE, UPDATE, PUBLISH, DELETE)
 
 EDITABLE = ("DRAFT", "SCHEDULED", "FAILED")
 ADOPTABLE_ANY_AGE = ("DRAFT", "SCHEDULED")
+# The keys of a nexus: block, in the order it is written.
+BLOCK_KEYS = ("id", "status", "publishedAt", "error", "externalIds", "urls")
 # Statuses a DELETE may remove; a published post stays where it went out.
 PRUNABLE = ("DRAFT", "SCHEDULED", "FAILED")
 
@@ -107,6 +109,7 @@ class Change:
             "fields": [[f.name, f.old, f.new] for f in self.fields],
             "publish": self.publish,
             "body": request_body(self.post) if self.action == CREATE else None,
+            "replaces": self.replaces,
         }
 
 
@@ -236,6 +239,7 @@ def make_plan(
                     ADOPT,
                     post.path,
                     twin.id,
+                    publish=post.publish_now and twin.status in ADOPTABLE_ANY_AGE,
                     post=post,
                     message=twin,
                     note=_join(note, f"adopts the identical message {twin.id}"),
@@ -466,6 +470,9 @@ def _compare(
             message, note,
         )
 
+    if message.status == "DIRECT" and recorded:
+        return None  # in flight: its outcome is written back on a later run
+
     if message.status in ADOPTABLE_ANY_AGE and post.publish_now:
         return Change(PUBLISH, post.path, message.id, (), True, post, message, note)
 
@@ -482,7 +489,8 @@ def _warnings(post: Post, message: Message, change: Change | None) -> list[str]:
     if message.status == "FAILED" and (change is None or change.action != UPDATE):
         return [
             f"{post.path}: message {message.id} FAILED: "
-            f"{message.error or 'no reason given'}; edit the post to send it again"
+            f"{message.error or 'no reason given'}; fix the post, then give it a new "
+            "scheduledFor or `publish: now` to send it again"
         ]
     if message.status == "DIRECT":
         return [
@@ -502,10 +510,10 @@ def _warnings(post: Post, message: Message, change: Change | None) -> list[str]:
 def _block_changes(
     current: Mapping[str, Any], desired: Mapping[str, Any]
 ) -> tuple[FieldChange, ...]:
-    """The keys of the nexus: block that a write-back changes."""
+    """The keys of the nexus: block that a write-back changes, in file order."""
     return tuple(
         FieldChange(f"nexus.{key}", current.get(key), desired.get(key))
-        for key in sorted(set(current) | set(desired))
+        for key in BLOCK_KEYS
         if current.get(key) != desired.get(key)
     )
 
