@@ -137,6 +137,18 @@ class GitHubSide:
             **inputs,
         )
 
+    def act_on_push(
+        self, before: str, after: str, workspace: Path | None = None, **inputs: str
+    ) -> ActionRun:
+        """The run for a push to main of the commits after `before`."""
+        return self.act(
+            "push",
+            push_event(self, before, after),
+            "refs/heads/main",
+            workspace or self.checkout("main"),
+            **inputs,
+        )
+
     def everything_captured(self) -> str:
         """What a person or a log collector could read after the runs."""
         recorded = [f"{r.method} {r.path} {r.body}" for r in self.fake_github.requests]
@@ -331,12 +343,7 @@ def test_a_merge_applies_pushes_one_write_back_and_its_own_run_does_nothing(
     before = side.sha("main")
     after = side.push("main", {"posts/pull-request.md": NEW_POST}, "Merge #12")
 
-    applied = side.act(
-        "push",
-        push_event(side, before, after),
-        "refs/heads/main",
-        side.checkout("main"),
-    )
+    applied = side.act_on_push(before, after)
 
     assert applied.code == 0, applied.log
     assert applied.outputs["has-changes"] == "true"
@@ -365,9 +372,7 @@ def test_a_merge_applies_pushes_one_write_back_and_its_own_run_does_nothing(
 
     side.emulator.clear_requests()
     writeback = side.sha("main")
-    again = side.act(
-        "push", push_event(side, after, writeback), "refs/heads/main", clone
-    )
+    again = side.act_on_push(after, writeback, clone)
 
     assert again.code == 0, again.log
     assert (
@@ -457,13 +462,7 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
     # Someone else's push lands when the apply sends its first create.
     relay = Relay(side.emulator.url, push_notes)
     try:
-        run = side.act(
-            "push",
-            push_event(side, before, after),
-            "refs/heads/main",
-            workspace,
-            **{"api-url": relay.url},
-        )
+        run = side.act_on_push(before, after, workspace, **{"api-url": relay.url})
     finally:
         relay.stop()
 
@@ -502,13 +501,7 @@ def test_a_failed_apply_still_commits_the_ids_of_what_it_created(
 
     relay = Relay(side.emulator.url, refuse_the_second_create)
     try:
-        run = side.act(
-            "push",
-            push_event(side, before, after),
-            "refs/heads/main",
-            side.checkout("main"),
-            **{"api-url": relay.url},
-        )
+        run = side.act_on_push(before, after, **{"api-url": relay.url})
     finally:
         relay.stop()
 
@@ -546,9 +539,7 @@ git push -q origin HEAD:main
 """,
     )
 
-    run = side.act(
-        "push", push_event(side, before, after), "refs/heads/main", workspace
-    )
+    run = side.act_on_push(before, after, workspace)
 
     assert run.code == 1
     assert (
