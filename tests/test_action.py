@@ -5,6 +5,7 @@ local fake of GitHub's comment API."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import shutil
@@ -12,6 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,10 @@ class GitHubSide:
     ) -> None:
         self.tmp = tmp
         self.emulator = emulator
+        # One emulator serves the module; each test is its own user there.
+        self.user = f"user{next(USERS)}"
         self.fake_github = fake_github
-        self.nexus_token = emulator.token("alice")
+        self.nexus_token = emulator.token(self.user)
         self.remote = tmp / "remote.git"
         git(tmp, "init", "-q", "--bare", "-b", "main", str(self.remote))
         self.developer = make_repo(tmp / "developer")
@@ -125,6 +129,9 @@ class GitHubSide:
         self.last = run
         return run
 
+    def messages(self) -> list[dict[str, Any]]:
+        return self.emulator.messages(self.user)
+
     def act_on_pull_request(
         self, branch: str, head_repository: str = REPOSITORY, **inputs: str
     ) -> ActionRun:
@@ -192,11 +199,27 @@ def push_event(side: GitHubSide, before: str, after: str) -> dict[str, Any]:
     }
 
 
+USERS = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def shared_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EmulatorServer]:
+    server = EmulatorServer(tmp_path_factory.mktemp("emulator") / "state")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def side(
-    tmp_path: Path, emulator: EmulatorServer, fake_github: FakeGitHub
-) -> GitHubSide:
-    return GitHubSide(tmp_path, emulator, fake_github)
+    tmp_path: Path, shared_emulator: EmulatorServer, fake_github: FakeGitHub
+) -> Iterator[GitHubSide]:
+    shared_emulator.clear_requests()
+    yield GitHubSide(tmp_path, shared_emulator, fake_github)
+    # A test that moved the service's clock puts it back for the next one.
+    now = dt.datetime.now(dt.UTC).isoformat()
+    httpx.post(f"{shared_emulator.url}/_emulator/clock", json={"set": now})
 
 
 def assert_secrets_hidden(side: GitHubSide, *runs: ActionRun) -> None:
@@ -309,7 +332,7 @@ def test_a_pull_request_gets_one_plan_comment_updated_on_the_next_push(
         ("PATCH", f"/repos/{REPOSITORY}/issues/comments/1001"),
     ]
     # A plan changes nothing: not the account, not the branch.
-    assert side.emulator.messages() == []
+    assert side.messages() == []
     assert len(side.history("feature")) == 3
     assert_secrets_hidden(side, first, second)
 
@@ -347,7 +370,7 @@ def test_a_merge_applies_pushes_one_write_back_and_its_own_run_does_nothing(
 
     assert applied.code == 0, applied.log
     assert applied.outputs["has-changes"] == "true"
-    assert len(side.emulator.messages()) == EXAMPLE_COUNT + 1
+    assert len(side.messages()) == EXAMPLE_COUNT + 1
     assert side.history() == [
         (BOT_EMAIL, BOT_EMAIL, "nexus-sync: write back after apply [skip ci]"),
         ("test@example.com", "test@example.com", "Merge #12"),
@@ -440,7 +463,7 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
         # The creates in flight wait here until the push has landed.
         with lock:
             if not seen_at_push:
-                seen_at_push.append(len(side.emulator.messages()))
+                seen_at_push.append(len(side.messages()))
                 push_once()
 
     def push_once() -> None:
@@ -478,7 +501,7 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
     tip = side.checkout("main")
     assert (tip / "NOTES.md").read_text() == "a note\n"
     assert "nexus:" in (tip / "posts" / "pull-request.md").read_text()
-    assert len(side.emulator.messages()) == EXAMPLE_COUNT + 1
+    assert len(side.messages()) == EXAMPLE_COUNT + 1
     assert_secrets_hidden(side, run)
 
 
@@ -506,7 +529,7 @@ def test_a_failed_apply_still_commits_the_ids_of_what_it_created(
         relay.stop()
 
     assert run.code == 1
-    [message] = side.emulator.messages()
+    [message] = side.messages()
     assert side.history()[0][2] == "nexus-sync: write back after apply [skip ci]"
     tip = side.checkout("main")
     inventory = yaml.safe_load((tip / "nexus-sync.state.yaml").read_text())
@@ -606,7 +629,7 @@ def test_a_scheduled_run_refreshes_and_commits_what_was_published(
     side: GitHubSide,
 ) -> None:
     # Tokens expire by the service's clock, which jumps to 2030 below.
-    side.nexus_token = side.emulator.token("alice", ttl=200_000_000)
+    side.nexus_token = side.emulator.token(side.user, ttl=200_000_000)
     # Applied by hand before, as a person may do, and the write-back pushed.
     env = {"NEXUS_API_URL": side.emulator.url, "NEXUS_TOKEN": side.nexus_token}
     assert run_command(["apply"], side.developer, env=env).code == 0
