@@ -27,7 +27,8 @@ class GitHubError(NexusSyncError):
                 "; the workflow needs `permissions: pull-requests: write` "
                 "(pull requests from forks get a read-only token)"
             )
-        super().__init__(f"GitHub answered {status} to {what}: {message}{hint}")
+        answer = f"answered {status} to" if status else "did not answer while"
+        super().__init__(f"GitHub {answer} {what}: {message}{hint}")
         self.status = status
 
 
@@ -130,7 +131,7 @@ class GitHub:
         try:
             response = self._http.request(method, url, params=params, json=json)
         except httpx.HTTPError as error:
-            raise GitHubError(0, what, f"no answer ({type(error).__name__})") from None
+            raise GitHubError(0, what, type(error).__name__) from None
         if response.is_error:
             raise GitHubError(response.status_code, what, _message(response))
         return response

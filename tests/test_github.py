@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import free_port
 from fake_github import BOT, FakeGitHub
 
 from nexus_sync.github import GitHub, GitHubError
@@ -91,3 +92,15 @@ def test_a_body_without_its_marker_is_refused_before_any_call(
         github.upsert_comment(REPO, 7, MARKER, "no marker")
 
     assert fake_github.requests == []
+
+
+def test_a_server_that_does_not_answer_is_named_without_a_traceback() -> None:
+    with (
+        GitHub(f"http://127.0.0.1:{free_port()}", "ghs_token") as github,
+        pytest.raises(GitHubError) as raised,
+    ):
+        github.comments(REPO, 7)
+
+    assert str(raised.value) == (
+        "GitHub did not answer while listing comments of #7: ConnectError"
+    )
