@@ -298,6 +298,8 @@ def _knob_options(command: Callable) -> Callable:
          "Fraction of requests that commit and then drop the connection."),
         ("--drop-endpoint", endpoints, "Drop only this endpoint (repeatable)."),
         ("--publish-failure-rate", rate, "Fraction of publishes that end FAILED."),
+        ("--publish-delay-seconds", seconds,
+         "How long a publish stays DIRECT, on the emulator clock."),
         ("--seed", int, "Seed of the fault and id randomness, for repeatable runs."),
     ]
     for flag, kind, text in reversed(options):

@@ -21,7 +21,11 @@ KEY_ID = "nexus-sync-emulator-1"
 
 
 class TokenRejected(Exception):
-    """The bearer token is missing, malformed, badly signed or expired."""
+    """The bearer token is missing, malformed, badly signed or expired (401)."""
+
+
+class TokenForbidden(Exception):
+    """A good token that does not grant the API, e.g. an access token (403)."""
 
 
 class Signer:
@@ -80,30 +84,49 @@ class Verifier:
             self._keys = _keys(jwks)
 
     def user(self, token: str, now: float) -> str:
+        """The user a token is for, or TokenRejected saying what is wrong."""
         try:
             header = jwt.get_unverified_header(token)
-            key = self._key(header.get("kid"))
+        except jwt.PyJWTError:
+            raise TokenRejected("Token is malformed") from None
+        key = self._key(header.get("kid"))
+        try:
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=["RS256"],
-                options={"verify_exp": False, "verify_aud": False},
+                # Times are checked below on the emulator's clock, which a
+                # test may have moved away from the machine's.
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                },
             )
-        except jwt.PyJWTError as error:
-            raise TokenRejected(f"invalid token: {error}") from None
-        # Expiry is checked here, on the emulator's clock, not the machine's.
-        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] <= now:
-            raise TokenRejected("token expired")
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("Token signature is invalid") from None
+        except jwt.PyJWTError:
+            raise TokenRejected("Token is malformed") from None
+
+        # Expiry is checked on the emulator's clock, not the machine's.
+        expires = claims.get("exp")
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+            raise TokenRejected("Token has no expiry")
+        if expires <= now:
+            raise TokenRejected("Token has expired")
+        if claims.get("token_use", "id") != "id":
+            raise TokenForbidden("Token is not an id token")
         user = claims.get("cognito:username")
         if not isinstance(user, str) or not user:
-            raise TokenRejected("token names no cognito:username")
+            raise TokenRejected("Token names no cognito:username")
         return user
 
     def _key(self, kid: str | None) -> Any:
         if kid not in self._keys and self._url is not None:
             self._keys = _keys(_fetch(self._url))
         if kid not in self._keys:
-            raise TokenRejected("token signed by an unknown key")
+            raise TokenRejected("Token is not signed by a trusted key")
         return self._keys[kid]
 
 
