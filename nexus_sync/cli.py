@@ -317,6 +317,18 @@ def _knob_options(command: Callable) -> Callable:
     return command
 
 
+def _jwks_source(value: str | None) -> dict[str, Any] | str | None:
+    if value is None or value.startswith(("http://", "https://")):
+        return value
+    try:
+        jwks = json.loads(Path(value).read_text())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"cannot read a JWKS from {value}: {error}") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise click.BadParameter(f"{value} is not a JWKS (no \"keys\" list)")
+    return jwks
+
+
 def _knob_values(flags: dict[str, Any]) -> dict[str, Any]:
     renamed = {
         "error_status": "error_statuses",
@@ -343,12 +355,17 @@ def _knob_values(flags: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--trust-jwks",
     metavar="FILE_OR_URL",
+    callback=lambda context, parameter, value: _jwks_source(value),
     help="Accept tokens signed by this JWKS (e.g. a Cognito user pool's) "
-    "instead of the emulator's own.",
+    "instead of the emulator's own. A URL is fetched when first needed.",
 )
 @_knob_options
 def emulator_serve(
-    host: str, port: int, state_dir: Path, trust_jwks: str | None, **flags: Any
+    host: str,
+    port: int,
+    state_dir: Path,
+    trust_jwks: dict[str, Any] | str | None,
+    **flags: Any,
 ) -> None:
     """Serve the emulator over HTTP until interrupted."""
     import uvicorn

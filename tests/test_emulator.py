@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gzip
 import json
 import re
 import time
@@ -10,12 +12,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import boto3
 import httpx
 import jwt
+import moto.cognitoidp
 import pytest
 from conftest import EmulatorServer, run_command
 from cryptography.hazmat.primitives.asymmetric import rsa
+from moto import mock_aws
 
+from nexus_sync.emulator import Emulator, create_app
 from nexus_sync.emulator.store import X_EPOCH_MS
 from nexus_sync.emulator.tokens import KEY_FILE, KEY_ID
 
@@ -951,3 +957,50 @@ def test_trusting_a_jwks_url_fetches_it_when_first_needed(
 
     assert answer.status_code == 201
     assert answer.json()["id"].startswith("POST|erin|")
+
+
+def test_cognito_id_tokens_of_a_trusted_pool_name_the_user_and_access_tokens_are_403(
+    tmp_path: Path,
+) -> None:
+    # moto stands in for the Cognito user pool, and its JWKS for the pool's.
+    public = Path(moto.cognitoidp.__file__).parent / "resources" / "jwks-public.json.gz"
+    jwks = tmp_path / "pool-jwks.json"
+    jwks.write_bytes(gzip.decompress(public.read_bytes()))
+    with mock_aws():
+        cognito = boto3.client("cognito-idp", region_name="eu-central-1")
+        pool = cognito.create_user_pool(PoolName="nexus")["UserPool"]["Id"]
+        client = cognito.create_user_pool_client(
+            UserPoolId=pool, ClientName="cli", ExplicitAuthFlows=["USER_PASSWORD_AUTH"]
+        )["UserPoolClient"]["ClientId"]
+        cognito.admin_create_user(UserPoolId=pool, Username="dave")
+        cognito.admin_set_user_password(
+            UserPoolId=pool, Username="dave", Password="Secret-123456", Permanent=True
+        )
+        tokens = cognito.initiate_auth(
+            ClientId=client,
+            AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": "dave", "PASSWORD": "Secret-123456"},
+        )["AuthenticationResult"]
+
+    emulator = Emulator(tmp_path / "state", trusted_jwks=jwks)
+    app = create_app(emulator)
+
+    async def send(token: str) -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://emulator"
+        ) as client:
+            return await client.post(
+                "/messages", json=HELLO, headers={"Authorization": f"Bearer {token}"}
+            )
+
+    try:
+        with_id = asyncio.run(send(tokens["IdToken"]))
+        with_access = asyncio.run(send(tokens["AccessToken"]))
+    finally:
+        emulator.store.close()
+    assert with_id.status_code == 201
+    assert with_id.json()["id"].startswith("POST|dave|")
+    assert error(with_access) == (
+        403,
+        {"error": "Forbidden", "details": "Token is not an id token"},
+    )

@@ -96,20 +96,27 @@ def test_rate_429_throttles_only_the_endpoints_of_its_filter(
     assert one.headers["retry-after"] == "0.5"
 
 
+@pytest.mark.parametrize(
+    ("status", "phrase"),
+    [
+        (500, "Internal Server Error"),
+        (502, "Bad Gateway"),
+        (503, "Service Unavailable"),
+    ],
+)
 def test_error_rate_fails_only_the_endpoints_of_its_filter_with_its_statuses(
-    api: EmulatorServer,
+    api: EmulatorServer, status: int, phrase: str
 ) -> None:
-    api.knobs(error_rate=1.0, error_statuses=[503], error_endpoints=["POST /messages"])
+    api.knobs(
+        error_rate=1.0, error_statuses=[status], error_endpoints=["POST /messages"]
+    )
 
     with api.client(api.new_user()) as client:
         failed = client.post("/messages", json=BODY)
         listed = client.get("/messages")
 
-    assert failed.status_code == 503
-    assert failed.json() == {
-        "error": "Service Unavailable",
-        "details": "Emulated failure",
-    }
+    assert failed.status_code == status
+    assert failed.json() == {"error": phrase, "details": "Emulated failure"}
     assert listed.json()["messages"] == []
     assert api.requests()["counts"] == {"POST /messages": 1, "GET /messages": 1}
 

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 KEY_FILE = "emulator-key.pem"
 ISSUER = "nexus-sync-emulator"
 KEY_ID = "nexus-sync-emulator-1"
+REFETCH_SECONDS = 30
 
 
 class TokenRejected(Exception):
@@ -75,6 +76,7 @@ class Verifier:
 
     def __init__(self, jwks: dict[str, Any] | str | Path) -> None:
         self._url: str | None = None
+        self._fetched: float | None = None
         self._keys: dict[str | None, Any] = {}
         if isinstance(jwks, str) and jwks.startswith(("http://", "https://")):
             self._url = jwks
@@ -123,7 +125,14 @@ class Verifier:
         return user
 
     def _key(self, kid: str | None) -> Any:
-        if kid not in self._keys and self._url is not None:
+        # A token naming an unknown key fetches the keys again, but not more
+        # often than REFETCH_SECONDS: a stream of bad tokens is no stream of
+        # fetches.
+        due = (
+            self._fetched is None or time.monotonic() - self._fetched > REFETCH_SECONDS
+        )
+        if kid not in self._keys and self._url is not None and due:
+            self._fetched = time.monotonic()
             self._keys = _keys(_fetch(self._url))
         if kid not in self._keys:
             raise TokenRejected("Token is not signed by a trusted key")
@@ -141,5 +150,13 @@ def _fetch(url: str) -> dict[str, Any]:
         return {"keys": []}
 
 
-def _keys(jwks: dict[str, Any]) -> dict[str | None, Any]:
-    return {key.get("kid"): jwt.PyJWK(key).key for key in jwks.get("keys", [])}
+def _keys(jwks: Any) -> dict[str | None, Any]:
+    keys: dict[str | None, Any] = {}
+    entries = jwks.get("keys") if isinstance(jwks, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            keys[entry.get("kid")] = jwt.PyJWK(entry).key
+        except (jwt.PyJWTError, AttributeError, TypeError, ValueError) as error:
+            # One unusable key (another algorithm, a typo) must not hide the rest.
+            log.warning("ignoring a key of the trusted JWKS: %s", error)
+    return keys
