@@ -228,7 +228,9 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture(scope="session")
-def shared_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+def shared_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EmulatorServer]:
     """One emulator server for the whole run (starting one takes a second)."""
     server = EmulatorServer(tmp_path_factory.mktemp("emulator-state"))
     yield server

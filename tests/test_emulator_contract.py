@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 import schemathesis
 from conftest import PROJECT, EmulatorServer
@@ -12,6 +14,7 @@ CONTRACT = PROJECT / "schema" / "nexus-share.openapi.yaml"
 # Examples per operation: enough to find what the full run (150) found, within
 # the suite's time budget. derandomize makes every run send the same requests.
 EXAMPLES = 15
+STATEFUL_EXAMPLES = 10
 
 schema = schemathesis.openapi.from_path(str(CONTRACT))
 session = requests.Session()
@@ -34,3 +37,35 @@ def test_the_emulator_keeps_its_contract(case, api: EmulatorServer) -> None:
         headers=api.bearer("schemathesis"),
         excluded_checks=[positive_data_acceptance],
     )
+
+
+def test_the_emulator_keeps_its_contract_along_the_links(api: EmulatorServer) -> None:
+    # The links of POST /messages lead to real ids, so the answers of GET,
+    # PATCH, DELETE and publish for existing messages are checked too.
+    headers = api.bearer("schemathesis-stateful")
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": api.url, "session": session, "headers": headers}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, excluded_checks=[positive_data_acceptance])
+
+    api.clear_requests()
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+
+    # The links were followed: existing messages were read, changed and sent.
+    statuses = {(e["endpoint"], e["status"]) for e in api.requests()["log"]}
+    assert {
+        ("GET /messages/{id}", 200),
+        ("PATCH /messages/{id}", 200),
+        ("POST /messages/{id}/publish", 200),
+    } <= statuses
