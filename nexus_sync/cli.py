@@ -285,26 +285,45 @@ def _knob_options(command: Callable) -> Callable:
     options = [
         ("--latency-ms", seconds, "Delay of every API request, in milliseconds."),
         ("--error-rate", rate, "Fraction of requests answered 500/502/503."),
-        ("--error-status", click.Choice(["500", "502", "503", "504"]),
-         "A status error answers use (repeatable; default 500, 502, 503)."),
-        ("--error-endpoint", endpoints,
-         "Fail only this endpoint, e.g. 'POST /messages' (repeatable)."),
+        (
+            "--error-status",
+            click.Choice(["500", "502", "503", "504"]),
+            "A status error answers use (repeatable; default 500, 502, 503).",
+        ),
+        (
+            "--error-endpoint",
+            endpoints,
+            "Fail only this endpoint, e.g. 'POST /messages' (repeatable).",
+        ),
         ("--rate-429", rate, "Fraction of requests answered 429."),
-        ("--throttle-every", click.IntRange(min=0),
-         "Answer every Nth request 429 (0: never)."),
+        (
+            "--throttle-every",
+            click.IntRange(min=0),
+            "Answer every Nth request 429 (0: never).",
+        ),
         ("--retry-after", seconds, "Retry-After of 429 answers, in seconds."),
         ("--throttle-endpoint", endpoints, "Throttle only this endpoint (repeatable)."),
-        ("--drop-rate", rate,
-         "Fraction of requests that commit and then drop the connection."),
+        (
+            "--drop-rate",
+            rate,
+            "Fraction of requests that commit and then drop the connection.",
+        ),
         ("--drop-endpoint", endpoints, "Drop only this endpoint (repeatable)."),
         ("--publish-failure-rate", rate, "Fraction of publishes that end FAILED."),
-        ("--publish-delay-seconds", seconds,
-         "How long a publish stays DIRECT, on the emulator clock."),
+        (
+            "--publish-delay-seconds",
+            seconds,
+            "How long a publish stays DIRECT, on the emulator clock.",
+        ),
         ("--seed", int, "Seed of the fault and id randomness, for repeatable runs."),
     ]
     for flag, kind, text in reversed(options):
-        repeatable = flag in ("--error-status", "--error-endpoint",
-                              "--throttle-endpoint", "--drop-endpoint")
+        repeatable = flag in (
+            "--error-status",
+            "--error-endpoint",
+            "--throttle-endpoint",
+            "--drop-endpoint",
+        )
         metavar = "ENDPOINT" if kind is endpoints else None
         command = click.option(
             flag,
@@ -325,7 +344,7 @@ def _jwks_source(value: str | None) -> dict[str, Any] | str | None:
     except (OSError, ValueError) as error:
         raise click.BadParameter(f"cannot read a JWKS from {value}: {error}") from None
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-        raise click.BadParameter(f"{value} is not a JWKS (no \"keys\" list)")
+        raise click.BadParameter(f'{value} is not a JWKS (no "keys" list)')
     return jwks
 
 

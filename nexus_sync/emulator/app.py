@@ -62,7 +62,7 @@ class Emulator:
         # A frozen clock (for exact timestamps in tests) moves only when told.
         self.frozen_at: dt.datetime | None = None
         self.traffic = Traffic()
-        self.apply_knobs(Knobs().as_json() | self.knobs.as_json())
+        self.apply_knobs(self.knobs.as_json())
 
     @property
     def counts(self) -> Counter[str]:
