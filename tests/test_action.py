@@ -5,7 +5,6 @@ local fake of GitHub's comment API."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import json
 import shutil
@@ -13,7 +12,6 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +46,8 @@ class GitHubSide:
     ) -> None:
         self.tmp = tmp
         self.emulator = emulator
-        # One emulator serves the module; each test is its own user there.
-        self.user = f"user{next(USERS)}"
+        # One emulator serves the session; each test is its own user there.
+        self.user = emulator.new_user()
         self.fake_github = fake_github
         self.nexus_token = emulator.token(self.user)
         self.remote = tmp / "remote.git"
@@ -199,27 +197,9 @@ def push_event(side: GitHubSide, before: str, after: str) -> dict[str, Any]:
     }
 
 
-USERS = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def shared_emulator(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[EmulatorServer]:
-    server = EmulatorServer(tmp_path_factory.mktemp("emulator") / "state")
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def side(
-    tmp_path: Path, shared_emulator: EmulatorServer, fake_github: FakeGitHub
-) -> Iterator[GitHubSide]:
-    shared_emulator.clear_requests()
-    yield GitHubSide(tmp_path, shared_emulator, fake_github)
-    # A test that moved the service's clock puts it back for the next one.
-    now = dt.datetime.now(dt.UTC).isoformat()
-    httpx.post(f"{shared_emulator.url}/_emulator/clock", json={"set": now})
+def side(tmp_path: Path, api: EmulatorServer, fake_github: FakeGitHub) -> GitHubSide:
+    return GitHubSide(tmp_path, api, fake_github)
 
 
 def assert_secrets_hidden(side: GitHubSide, *runs: ActionRun) -> None:
@@ -638,10 +618,7 @@ def test_a_scheduled_run_refreshes_and_commits_what_was_published(
     git(side.developer, "push", "-q", "origin", "main")
     before = side.sha("main")
     # The first post's time passes: the service publishes it.
-    httpx.post(
-        f"{side.emulator.url}/_emulator/clock",
-        json={"set": "2030-01-15T09:00:00+00:00"},
-    ).raise_for_status()
+    side.emulator.clock(set="2030-01-15T09:00:00+00:00")
     event = {
         "schedule": "17 * * * *",
         "repository": {"full_name": REPOSITORY, "default_branch": "main"},
