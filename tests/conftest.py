@@ -148,6 +148,14 @@ class EmulatorServer:
         response.raise_for_status()
         return response.json()["token"]
 
+    def client(self, user: str = "alice") -> httpx.Client:
+        """An HTTP client of the API as `user`, on a fresh connection pool."""
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token(user)}"},
+            timeout=30,
+        )
+
     def env(self, user: str = "alice") -> dict[str, str]:
         return {"NEXUS_API_URL": self.url, "NEXUS_TOKEN": self.token(user)}
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import datetime as dt
 import json
 import logging
-import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .store import STATUSES, PLATFORMS, ServiceError, Store, fingerprint, validation
+from .faults import ConnectionDropped, Faults, KnobError, Knobs, Traffic, check_knobs
+from .store import PLATFORMS, STATUSES, ServiceError, Store, fingerprint, validation
 from .tokens import Signer, TokenRejected, Verifier
 
 log = logging.getLogger(__name__)
@@ -27,26 +26,6 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 
-@dataclasses.dataclass
-class Knobs:
-    """How the emulator misbehaves on purpose. Rates are fractions of requests."""
-
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    error_statuses: tuple[int, ...] = (500, 502, 503)
-    rate_429: float = 0.0
-    retry_after: float = 1.0
-    drop_rate: float = 0.0
-    drop_endpoints: tuple[str, ...] = ()
-    fail_endpoints: tuple[str, ...] = ()
-    publish_failure_rate: float = 0.0
-    seed: int | None = None
-
-
-class ConnectionDropped(Exception):
-    """Raised after a request committed, so that no answer reaches the client."""
-
-
 class Emulator:
     """One emulated service: its store, its keys, its clock, its knobs."""
 
@@ -54,7 +33,7 @@ class Emulator:
         self,
         state_dir: Path,
         knobs: Knobs | None = None,
-        trusted_jwks: dict[str, Any] | None = None,
+        trusted_jwks: dict[str, Any] | str | Path | None = None,
         database: str | None = None,
     ) -> None:
         self.state_dir = state_dir
@@ -64,25 +43,33 @@ class Emulator:
         self.signer = Signer(state_dir)
         self.verifier = Verifier(trusted_jwks or self.signer.jwks())
         self.clock_offset = 0.0
-        self.counts: Counter[str] = Counter()
-        self.log: list[dict[str, Any]] = []
+        self.traffic = Traffic()
         self.apply_knobs({})
 
+    @property
+    def counts(self) -> Counter[str]:
+        return self.traffic.counts
+
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        return self.traffic.log
+
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(
-            seconds=self.clock_offset
-        )
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.clock_offset)
 
     def mint(self, user: str, ttl: float = 3600) -> str:
         return self.signer.mint(user, ttl, now=self.now().timestamp())
 
     def apply_knobs(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            if not hasattr(self.knobs, name):
-                raise validation(f"unknown knob {name!r}")
-            if isinstance(getattr(self.knobs, name), tuple):
-                value = tuple(value)
+        """Set the given knobs; ServiceError 422 (and no change) if any is wrong."""
+        try:
+            checked = check_knobs(values)
+        except KnobError as error:
+            raise validation(str(error)) from None
+        for name, value in checked.items():
             setattr(self.knobs, name, value)
+        if "throttle_every" in values:
+            self.traffic.throttle_count = 0
         if "seed" in values:
             self.store.random.seed(values["seed"])
         self.store.publish_failure_rate = self.knobs.publish_failure_rate
@@ -167,7 +154,7 @@ def create_app(emulator: Emulator) -> Callable:
     async def admin_knobs(request: Request) -> Response:
         if request.method == "PUT":
             emulator.apply_knobs(await _json(request))
-        return JSONResponse(dataclasses.asdict(emulator.knobs))
+        return JSONResponse(emulator.knobs.as_json())
 
     async def admin_clock(request: Request) -> Response:
         if request.method == "POST":
@@ -175,7 +162,7 @@ def create_app(emulator: Emulator) -> Callable:
             if "set" in body:
                 target = dt.datetime.fromisoformat(body["set"])
                 emulator.clock_offset = (
-                    target - dt.datetime.now(dt.timezone.utc)
+                    target - dt.datetime.now(dt.UTC)
                 ).total_seconds()
             emulator.clock_offset += float(body.get("advance", 0))
         return JSONResponse({"now": emulator.now().isoformat()})
@@ -212,84 +199,9 @@ def create_app(emulator: Emulator) -> Callable:
             405: _not_allowed,
         },
     )
-    return _Faults(app, emulator)
-
-
-class _Faults:
-    """ASGI middleware: counts requests, adds latency, errors, 429s and drops."""
-
-    def __init__(self, app: Callable, emulator: Emulator) -> None:
-        self.app = app
-        self.emulator = emulator
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(
-            ("/_emulator", "/.well-known")
-        ):
-            await self.app(scope, receive, send)
-            return
-
-        emulator = self.emulator
-        knobs = emulator.knobs
-        endpoint = _endpoint(scope["method"], scope["path"])
-        emulator.counts[endpoint] += 1
-        entry = {"endpoint": endpoint, "time": time.time(), "status": None}
-        emulator.log.append(entry)
-        rng = emulator.store.random
-
-        if knobs.latency_ms:
-            await asyncio.sleep(knobs.latency_ms / 1000)
-
-        applies = not knobs.fail_endpoints or endpoint in knobs.fail_endpoints
-        if applies and rng.random() < knobs.rate_429:
-            entry["status"] = 429
-            await _error(send, 429, "Too Many Requests", "Rate limit exceeded",
-                         {"retry-after": _seconds(knobs.retry_after)})
-            return
-        if applies and rng.random() < knobs.error_rate:
-            status = rng.choice(knobs.error_statuses)
-            entry["status"] = status
-            await _error(send, status, "Service Unavailable", "Emulated failure")
-            return
-
-        drop = (not knobs.drop_endpoints or endpoint in knobs.drop_endpoints) and (
-            rng.random() < knobs.drop_rate
-        )
-
-        async def record(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                entry["status"] = message["status"]
-                if drop:
-                    # The request has committed; the client gets no answer.
-                    raise ConnectionDropped(f"{endpoint} dropped after commit")
-            await send(message)
-
-        await self.app(scope, receive, record)
-
-
-def _endpoint(method: str, path: str) -> str:
-    if path == "/messages":
-        return f"{method} /messages"
-    if path.endswith("/publish"):
-        return "POST /messages/{id}/publish"
-    if path.startswith("/messages/"):
-        return f"{method} /messages/{{id}}"
-    return f"{method} {path}"
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-async def _error(
-    send: Send, status: int, error: str, details: str, headers: dict | None = None
-) -> None:
-    body = json.dumps({"error": error, "details": details}).encode()
-    raw = [(b"content-type", b"application/json"),
-           (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    return Faults(
+        app, lambda: emulator.knobs, emulator.traffic, lambda: emulator.store.random
+    )
 
 
 async def _service_error(request: Request, error: Exception) -> Response:
@@ -348,3 +260,6 @@ def _platform(raw: str | None) -> str | None:
     if raw.lower() not in PLATFORMS:
         raise validation(f"Invalid platform {raw}; valid: X, LINKEDIN, BLUESKY")
     return raw.lower()
+
+
+__all__ = ["ConnectionDropped", "Emulator", "Knobs", "create_app"]

@@ -62,9 +62,7 @@ def validation(details: str) -> ServiceError:
 
 
 def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[
-        :-3
-    ] + "Z"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Store:
@@ -228,9 +226,7 @@ class Store:
         ).fetchone()
         if row is None:
             # Another user's message answers exactly like one that never was.
-            raise ServiceError(
-                404, "Not Found", f"Message {message_id} not found"
-            )
+            raise ServiceError(404, "Not Found", f"Message {message_id} not found")
         return row
 
     def _new_id(self, user: str, now: dt.datetime) -> str:
@@ -264,8 +260,12 @@ class Store:
             self._db.execute(
                 "UPDATE messages SET status='FAILED', error=?, last_attempt_at=?, "
                 "updated_at=? WHERE id=?",
-                ("Platform rejected the post (emulated failure)", stamp, stamp,
-                 row["id"]),
+                (
+                    "Platform rejected the post (emulated failure)",
+                    stamp,
+                    stamp,
+                    row["id"],
+                ),
             )
             return
         external = {
@@ -280,9 +280,7 @@ class Store:
         )
 
 
-def check_fields(
-    body: Any, now: dt.datetime, creating: bool
-) -> dict[str, Any]:
+def check_fields(body: Any, now: dt.datetime, creating: bool) -> dict[str, Any]:
     """The documented validation of a create or patch body, normalized."""
     if not isinstance(body, dict):
         raise validation("Request body must be a JSON object")
@@ -342,7 +340,7 @@ def _schedule(value: Any, now: dt.datetime) -> str:
         raise validation("scheduledFor must include a UTC offset")
     if moment <= now:
         raise validation("scheduledFor must be in the future")
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _refuse_frozen(row: sqlite3.Row, verb: str) -> None:
@@ -376,7 +374,9 @@ def _external_id(platform: str, rng: random.Random) -> str:
         return str(rng.randrange(10**18, 10**19))
     if platform == "linkedin":
         return f"urn:li:share:{rng.randrange(10**18, 10**19)}"
-    return "3" + "".join(rng.choice("234567abcdefghijklmnopqrstuvwxyz") for _ in range(12))
+    return "3" + "".join(
+        rng.choice("234567abcdefghijklmnopqrstuvwxyz") for _ in range(12)
+    )
 
 
 def _encode_token(seq: int, user: str) -> str:
@@ -403,4 +403,4 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-__all__ = ["Store", "ServiceError", "check_fields", "fingerprint"]
+__all__ = ["ServiceError", "Store", "check_fields", "fingerprint"]

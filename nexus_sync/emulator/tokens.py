@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+log = logging.getLogger(__name__)
 
 KEY_FILE = "emulator-key.pem"
 ISSUER = "nexus-sync-emulator"
@@ -58,19 +62,27 @@ class Signer:
 
 
 class Verifier:
-    """Checks a bearer token against a JWKS: the emulator's own, or a pool's."""
+    """Checks a bearer token against a JWKS: the emulator's own, or a pool's.
 
-    def __init__(self, jwks: dict[str, Any]) -> None:
-        self._keys = {
-            key.get("kid"): jwt.PyJWK(key).key for key in jwks.get("keys", [])
-        }
+    The JWKS is a mapping, a file, or an http(s) URL that is fetched when a
+    token first needs it (and again when a token names a key it lacks, as
+    Cognito rotates keys).
+    """
+
+    def __init__(self, jwks: dict[str, Any] | str | Path) -> None:
+        self._url: str | None = None
+        self._keys: dict[str | None, Any] = {}
+        if isinstance(jwks, str) and jwks.startswith(("http://", "https://")):
+            self._url = jwks
+        elif isinstance(jwks, (str, Path)):
+            self._keys = _keys(json.loads(Path(jwks).read_text()))
+        else:
+            self._keys = _keys(jwks)
 
     def user(self, token: str, now: float) -> str:
         try:
             header = jwt.get_unverified_header(token)
-            key = self._keys.get(header.get("kid"))
-            if key is None:
-                raise TokenRejected("token signed by an unknown key")
+            key = self._key(header.get("kid"))
             claims = jwt.decode(
                 token,
                 key,
@@ -79,9 +91,32 @@ class Verifier:
             )
         except jwt.PyJWTError as error:
             raise TokenRejected(f"invalid token: {error}") from None
-        if "exp" not in claims or claims["exp"] <= now:
+        # Expiry is checked here, on the emulator's clock, not the machine's.
+        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] <= now:
             raise TokenRejected("token expired")
-        user = claims.get("cognito:username") or claims.get("username")
-        if not user:
+        user = claims.get("cognito:username")
+        if not isinstance(user, str) or not user:
             raise TokenRejected("token names no cognito:username")
-        return str(user)
+        return user
+
+    def _key(self, kid: str | None) -> Any:
+        if kid not in self._keys and self._url is not None:
+            self._keys = _keys(_fetch(self._url))
+        if kid not in self._keys:
+            raise TokenRejected("token signed by an unknown key")
+        return self._keys[kid]
+
+
+def _fetch(url: str) -> dict[str, Any]:
+    try:
+        response = httpx.get(url, timeout=10)
+        response.raise_for_status()
+        return response.json()
+    except (httpx.HTTPError, ValueError) as error:
+        # A token cannot be checked without the keys; it is refused, not let in.
+        log.warning("could not fetch the trusted JWKS %s: %s", url, error)
+        return {"keys": []}
+
+
+def _keys(jwks: dict[str, Any]) -> dict[str | None, Any]:
+    return {key.get("kid"): jwt.PyJWK(key).key for key in jwks.get("keys", [])}
