@@ -57,8 +57,9 @@ class NexusClient:
         wait_initial: float = 0.5,
         wait_max: float = 30.0,
     ) -> None:
+        self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+            base_url=self.base_url,
             auth=auth,
             transport=transport,
             timeout=timeout,
@@ -74,7 +75,7 @@ class NexusClient:
         }
 
     def __repr__(self) -> str:
-        return f"NexusClient({str(self._http.base_url)!r})"
+        return f"NexusClient({self.base_url!r})"
 
     async def __aenter__(self) -> NexusClient:
         return self
@@ -214,7 +215,7 @@ class NexusClient:
                     f"{what}: {_describe(error)} before an answer came"
                 ) from None
             raise ServiceUnreachable(
-                f"no answer from Nexus Share at {self._http.base_url} for {what} "
+                f"no answer from Nexus Share at {self.base_url} for {what} "
                 f"after {attempt_number} attempt(s): {_describe(error)}"
             ) from None
 
