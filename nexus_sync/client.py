@@ -54,8 +54,9 @@ class NexusClient:
         retry_after_cap: float = 60.0,
         attempts: int = 10,
         retry_timeout: float = 300.0,
-        wait_initial: float = 0.5,
+        wait_initial: float = 0.1,
         wait_max: float = 30.0,
+        wait_jitter: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
@@ -71,7 +72,7 @@ class NexusClient:
             "timeout": retry_timeout,
             "wait_initial": wait_initial,
             "wait_max": wait_max,
-            "wait_jitter": 1.0,
+            "wait_jitter": wait_jitter,
         }
 
     def __repr__(self) -> str:

@@ -91,7 +91,10 @@ class ScriptedNetwork(httpx.AsyncBaseTransport):
 
 
 def scripted_client(
-    tmp_path: Path, honour_keys: bool = True, **options: float
+    tmp_path: Path,
+    honour_keys: bool = True,
+    clock_offset: float = 0.0,
+    **options: float,
 ) -> tuple[NexusClient, ScriptedNetwork, Emulator]:
     """A client for user alice of a fresh emulator, through a ScriptedNetwork.
 
@@ -99,11 +102,14 @@ def scripted_client(
     waits themselves are tested with the real server.
     """
     emulator = Emulator(tmp_path / "emulator-state")
+    # Issued before the clock moves: the emulator checks `iat` on real time.
+    token = emulator.mint("alice", ttl=3600 + clock_offset)
+    emulator.clock_offset = clock_offset
     network = ScriptedNetwork(emulator, honour_keys)
     settings = {"wait_initial": 0.01, "wait_max": 0.05, **options}
     client = NexusClient(
         "http://emulator.test",
-        StaticToken(emulator.mint("alice")),
+        StaticToken(token),
         transport=network,
         **settings,
     )
