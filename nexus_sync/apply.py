@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from . import plan as plans
 from .auth import redact
@@ -119,7 +119,7 @@ class Applier:
     async def _run(self, change: Change, result: Result) -> None:
         try:
             summary = await self._apply_one(change)
-        except Exception as error:  # noqa: BLE001 - reported, and the run stops
+        except Exception as error:
             self._stopped = True
             if isinstance(error, NexusSyncError):
                 text = redact(str(error))
@@ -209,7 +209,9 @@ class Applier:
     async def _find_created(self, post: Post) -> Message | None:
         """The message a lost create made, if the account has it now."""
         listing = await self._listings.after(asyncio.get_running_loop().time())
-        found = [m for m in listing if m.id not in self._known and same_message(post, m)]
+        found = [
+            m for m in listing if m.id not in self._known and same_message(post, m)
+        ]
         if not found:
             log.info("%s: its message is not on the account", post.path)
             return None
@@ -223,8 +225,11 @@ class Applier:
                 ", ".join(m.id for m in others),
                 message.id,
             )
-        log.info("%s: adopting %s, made by a create whose answer was lost",
-                 post.path, message.id)
+        log.info(
+            "%s: adopting %s, made by a create whose answer was lost",
+            post.path,
+            message.id,
+        )
         return message
 
     def _write(self, post: Post, message: Message) -> None:

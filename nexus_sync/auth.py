@@ -13,7 +13,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -127,6 +128,9 @@ class CognitoLogin:
 
     def login(self) -> Tokens:
         """Log in with the password; AuthError with Cognito's reason if refused."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        from pycognito.exceptions import WarrantException
+
         client = self._client()
         try:
             if self.flow == USER_SRP_AUTH:
@@ -146,7 +150,7 @@ class CognitoLogin:
                     ClientId=self.client_id,
                     AuthParameters={"USERNAME": self.user, "PASSWORD": self._password},
                 )
-        except Exception as error:  # botocore and pycognito raise many kinds
+        except (BotoCoreError, ClientError, WarrantException) as error:
             raise AuthError(self._refused(error)) from None
         tokens = self._tokens(answer, None)
         log.info("logged in to Cognito as %s (%s)", self.user, self.flow)
@@ -154,6 +158,8 @@ class CognitoLogin:
 
     def renew(self, tokens: Tokens | None) -> Tokens:
         """Fresh tokens: from the refresh token if it still works, else a login."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         if tokens is None or not tokens.refresh_token:
             return self.login()
         try:
@@ -162,9 +168,11 @@ class CognitoLogin:
                 ClientId=self.client_id,
                 AuthParameters={"REFRESH_TOKEN": tokens.refresh_token},
             )
-        except Exception as error:
-            log.info("Cognito refused the refresh token (%s); logging in again",
-                     _reason(error))
+        except (BotoCoreError, ClientError) as error:
+            log.info(
+                "Cognito refused the refresh token (%s); logging in again",
+                _reason(error),
+            )
             return self.login()
         renewed = self._tokens(answer, tokens.refresh_token)
         log.info("renewed the Cognito id token of %s", self.user)
@@ -291,8 +299,9 @@ class CognitoAuth(httpx.Auth):
         if refused is not None:
             log.info("Nexus Share refused the id token (401); renewing it once")
         else:
-            log.info("the id token expires within %g s; renewing it",
-                     self._renew_before)
+            log.info(
+                "the id token expires within %g s; renewing it", self._renew_before
+            )
         self._tokens = self._login.renew(self._tokens)
         self.renewals += 1
 

@@ -268,7 +268,7 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
         except (TypeError, ValueError):
             return None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
         wait = moment.timestamp() - time.time()
     return min(max(wait, 0.0), cap)
 

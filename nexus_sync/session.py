@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -119,5 +119,5 @@ async def plan_for(config: Config, client: NexusClient) -> tuple[Plan, dict]:
     posts = read_posts(config)
     inventory = load_inventory(config.root)
     remote = [Message.from_api(data) for data in await client.list_messages()]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return make_plan(posts, inventory, remote, now, config), inventory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 import re
 import subprocess
@@ -47,13 +48,13 @@ def file_id(repo: Path, name: str) -> str | None:
     return found.group() if found else None
 
 
-def stored(emulator) -> list[dict]:  # noqa: ANN001 - an in-process Emulator
+def stored(emulator) -> list[dict]:
     return emulator.store.list("alice", emulator.now(), 100, None, None, None)[
         "messages"
     ]
 
 
-def apply_in_process(repo: Path, client, parallelism: int = 1) -> Result:  # noqa: ANN001
+def apply_in_process(repo: Path, client, parallelism: int = 1) -> Result:
     config = load_config(repo, environ={})
 
     async def scenario() -> Result:
@@ -88,7 +89,9 @@ def test_a_lost_create_is_found_and_adopted_even_if_keys_are_ignored(
         ("posts/p3.md", f"created {by_content['Post 3']}"),
     ]
     assert file_id(repo, "p2.md") == by_content["Post 2"]
-    assert load_inventory(repo) == {v: f"posts/p{k[-1]}.md" for k, v in by_content.items()}
+    assert load_inventory(repo) == {
+        v: f"posts/p{k[-1]}.md" for k, v in by_content.items()
+    }
 
 
 def test_a_create_answered_503_is_looked_for_then_sent_again(tmp_path: Path) -> None:
@@ -102,7 +105,10 @@ def test_a_create_answered_503_is_looked_for_then_sent_again(tmp_path: Path) -> 
     assert result.ok
     assert [m["content"] for m in stored(emulator)] == ["Post 1"]
     assert [s.endpoint for s in network.sent] == [
-        "GET /messages", "POST /messages", "GET /messages", "POST /messages"
+        "GET /messages",
+        "POST /messages",
+        "GET /messages",
+        "POST /messages",
     ]
 
 
@@ -158,7 +164,9 @@ def test_deletes_run_before_everything_else(tmp_path: Path) -> None:
 
     assert result.ok
     assert [s.endpoint for s in network.sent] == [
-        "GET /messages", "DELETE /messages/{id}", "POST /messages"
+        "GET /messages",
+        "DELETE /messages/{id}",
+        "POST /messages",
     ]
     assert sorted(m["content"] for m in stored(emulator)) == ["Keep", "New"]
 
@@ -167,7 +175,7 @@ def test_the_first_failure_starts_nothing_new_and_lets_in_flight_work_finish(
     tmp_path: Path,
 ) -> None:
     repo = make_repo(tmp_path / "repo", posts=None)
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime(
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
     write_posts(repo, {f"p{i}.md": draft(f"Post {i}") for i in range(1, 7)})
@@ -241,7 +249,9 @@ def test_300_posts_through_drops_503s_and_429s_end_as_exactly_300_messages(
     assert applied.code == 0, applied.output[-3000:]
     assert "Apply: 300 done, 0 failed, 0 not started." in applied.stdout
     messages = emulator.messages("alice")
-    assert sorted(m["content"] for m in messages) == [f"Post {i:03}" for i in range(1, 301)]
+    assert sorted(m["content"] for m in messages) == [
+        f"Post {i:03}" for i in range(1, 301)
+    ]
     ids = {m["content"]: m["id"] for m in messages}
     assert {name: file_id(empty_repo, name) for name in names} == {
         name: ids[f"Post {name[5:8]}"] for name in names
@@ -271,7 +281,8 @@ def test_apply_waits_as_long_as_retry_after_says(
     emulator.knobs(throttle_every=0)
     assert applied.code == 0, applied.output
     assert sorted(m["content"] for m in emulator.messages("alice")) == [
-        "First", "Second"
+        "First",
+        "Second",
     ]
     assert [(e["endpoint"], e["status"]) for e in log] == [
         ("GET /messages", 200),
@@ -280,7 +291,7 @@ def test_apply_waits_as_long_as_retry_after_says(
         ("POST /messages", 429),
         ("POST /messages", 201),
     ]
-    for throttled, following in zip(log, log[1:]):
+    for throttled, following in itertools.pairwise(log):
         if throttled["status"] == 429:
             assert following["time"] - throttled["time"] >= 2.0
 
@@ -291,7 +302,7 @@ def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
     names = [f"post-{i:02}.md" for i in range(1, 21)]
     write_posts(empty_repo, {name: draft(f"Post {name[5:7]}") for name in names})
     # Tomorrow here is the past on the emulator's clock, two days ahead.
-    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime(
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
     fifth = empty_repo / "posts" / "post-05.md"
@@ -304,15 +315,19 @@ def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
     applied = run_command(["apply", "--parallelism", "1"], empty_repo, env)
 
     assert applied.code == 1
-    created = re.findall(r"^posts/(post-\d\d\.md): created POST\|alice\|\d+$",
-                         applied.stdout, re.M)
+    created = re.findall(
+        r"^posts/(post-\d\d\.md): created POST\|alice\|\d+$",
+        applied.stdout,
+        re.MULTILINE,
+    )
     assert created == names[:4]
     assert (
         "posts/post-05.md: FAILED: Nexus Share answered 422: Validation Error: "
         "scheduledFor must be in the future\n" in applied.stderr
     )
-    not_started = re.findall(r"^posts/(post-\d\d\.md): not started \(create\)$",
-                             applied.stderr, re.M)
+    not_started = re.findall(
+        r"^posts/(post-\d\d\.md): not started \(create\)$", applied.stderr, re.MULTILINE
+    )
     assert not_started == names[5:]
     assert "Apply: 4 done, 1 failed, 15 not started." in applied.stdout
     assert [name for name in names if file_id(empty_repo, name)] == names[:4]
@@ -321,7 +336,7 @@ def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
     ]
     assert "Traceback" not in applied.output
 
-    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)).strftime(
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=5)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
     fifth.write_text(fifth.read_text().replace(tomorrow, later))
@@ -334,7 +349,9 @@ def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
         params={"limit": 100},
         headers={"Authorization": f"Bearer {token}"},
     ).json()["messages"]
-    assert sorted(m["content"] for m in listed) == [f"Post {i:02}" for i in range(1, 21)]
+    assert sorted(m["content"] for m in listed) == [
+        f"Post {i:02}" for i in range(1, 21)
+    ]
     assert all(file_id(empty_repo, name) for name in names)
     assert run_command(["plan", "--detailed-exitcode"], empty_repo, env).code == 0
 
@@ -369,13 +386,13 @@ def test_a_401_in_the_middle_of_an_apply_is_followed_by_one_renewal(
         first = _wait_for_log(server, lambda log: len(log) >= 3)[0]["time"]
         while time.time() < first + 3.5:
             time.sleep(0.05)
-        expired = dt.datetime.fromtimestamp(first + 3601, dt.timezone.utc)
+        expired = dt.datetime.fromtimestamp(first + 3601, dt.UTC)
         httpx.post(clock, json={"set": expired.isoformat()})
 
         # After the 401 and its renewal, the clock goes back to real time, so
         # that the fresh token outlives the rest of the apply.
         _wait_for_log(server, lambda log: any(e["status"] == 401 for e in log))
-        httpx.post(clock, json={"set": dt.datetime.now(dt.timezone.utc).isoformat()})
+        httpx.post(clock, json={"set": dt.datetime.now(dt.UTC).isoformat()})
         stdout, stderr = process.communicate(timeout=120)
         headers = {"Authorization": f"Bearer {cognito.id_token()}"}
         listed = httpx.get(
@@ -393,13 +410,15 @@ def test_a_401_in_the_middle_of_an_apply_is_followed_by_one_renewal(
     assert stderr.count("Nexus Share refused the id token (401); renewing it once") == 1
     assert stderr.count("renewed the Cognito id token of alice") == 1
     assert stderr.count("logged in to Cognito as alice") == 1
-    assert sorted(m["content"] for m in listed) == [f"Post {i:02}" for i in range(1, 21)]
+    assert sorted(m["content"] for m in listed) == [
+        f"Post {i:02}" for i in range(1, 21)
+    ]
     assert sorted(file_id(empty_repo, name) for name in names) == sorted(
         m["id"] for m in listed
     )
 
 
-def _wait_for_log(server: EmulatorServer, condition) -> list[dict]:  # noqa: ANN001
+def _wait_for_log(server: EmulatorServer, condition) -> list[dict]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         log = server.requests()["log"]

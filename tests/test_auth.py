@@ -19,7 +19,9 @@ from nexus_sync.errors import AuthError, ConfigError
 @pytest.fixture
 def login(cognito: CognitoPool, monkeypatch: pytest.MonkeyPatch) -> CognitoLogin:
     monkeypatch.setenv("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER", cognito.url)
-    return CognitoLogin(cognito.user, cognito.password, cognito.client_id, "eu-central-1")
+    return CognitoLogin(
+        cognito.user, cognito.password, cognito.client_id, "eu-central-1"
+    )
 
 
 def claims(token: str) -> dict:

@@ -22,7 +22,7 @@ from nexus_sync.errors import (
 BODY = {"content": "Hello", "platforms": ["x"]}
 
 
-def run(coroutine):  # noqa: ANN001, ANN201 - a test helper
+def run(coroutine):
     return asyncio.run(coroutine)
 
 
@@ -41,7 +41,12 @@ def test_get_is_repeated_after_502_503_504_429_and_a_refused_connection(
 
     assert [m["content"] for m in messages] == ["Hello"]
     assert [s.fault for s in network.sent if s.endpoint == "GET /messages"] == [
-        "502", "503", "504", "429:0", "refuse", "ok"
+        "502",
+        "503",
+        "504",
+        "429:0",
+        "refuse",
+        "ok",
     ]
 
 
@@ -142,9 +147,10 @@ def test_a_delete_whose_answer_was_lost_is_done_when_the_retry_finds_nothing(
     run(scenario())
 
     assert network.count("DELETE /messages/{id}") == 2
-    assert emulator.store.list("alice", emulator.now(), 100, None, None, None)[
-        "messages"
-    ] == []
+    assert (
+        emulator.store.list("alice", emulator.now(), 100, None, None, None)["messages"]
+        == []
+    )
 
 
 def test_a_delete_of_a_missing_message_at_the_first_attempt_is_an_error(
@@ -166,7 +172,7 @@ def test_a_publish_whose_answer_was_lost_is_not_published_twice(
 ) -> None:
     # The server ignores the key here: the retry meets a 409, and the client
     # asks the message itself whether the first attempt went out.
-    client, network, emulator = scripted_client(tmp_path, honour_keys=False)
+    client, network, _ = scripted_client(tmp_path, honour_keys=False)
 
     async def scenario() -> dict:
         async with client:
