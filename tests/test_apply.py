@@ -335,6 +335,7 @@ def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
         f"posts/{name}" for name in names[:4]
     ]
     assert "Traceback" not in applied.output
+    assert "Applying" not in applied.stderr  # no progress bar off a terminal
 
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=5)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -426,3 +427,35 @@ def _wait_for_log(server: EmulatorServer, condition) -> list[dict]:
             return log
         time.sleep(0.02)
     raise AssertionError("the emulator never saw the expected requests")
+
+
+def test_a_progress_bar_shows_on_a_terminal(repo: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    process = subprocess.Popen(
+        [*nexus_sync_command(), "apply", "--local"],
+        cwd=repo,
+        env={**env, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    stdout = process.stdout.read()
+    process.wait(timeout=60)
+
+    assert process.returncode == 0, seen
+    assert "Apply: 7 done, 0 failed, 0 not started." in stdout
+    assert re.search(rb"Applying\s+\[#+\]\s+100%", seen), seen
