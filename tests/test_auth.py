@@ -127,6 +127,8 @@ def test_concurrent_requests_refused_with_401_share_one_renewal(
             while time.time() < first_expiry - 3600 + 2:
                 await asyncio.sleep(0.05)
             emulator.clock_offset = first_expiry - time.time()
+            # All eight are sent before the first answer (and the renewal) comes.
+            emulator.apply_knobs({"latency_ms": 200})
 
             answers = await asyncio.gather(*(client.get("/messages") for _ in range(8)))
             return [answer.status_code for answer in answers]
