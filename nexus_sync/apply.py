@@ -184,6 +184,10 @@ class Applier:
 
         # Two posts that would make the same message never create at once, so
         # that a lost answer can only be resolved by this post's own message.
+        # TODO: a create that timed out may still commit after the listing
+        # that looked for it; the resend then relies on the Idempotency-Key,
+        # and a service that ignores the key would make a second message.
+        # Nothing short of the service honouring the key closes that gap.
         async with self._twins[_fingerprint(post)]:
             for _ in range(CREATE_ROUNDS):
                 try:

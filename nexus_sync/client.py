@@ -229,8 +229,9 @@ class NexusClient:
         if retried and response.status_code == 409 and path.endswith("/publish"):
             raise _ConflictOnRetry(error)
         if response.status_code == 401:
+            reason = error.details or error.error
             raise AuthError(
-                f"Nexus Share refused the credentials ({error.details or error.error}); "
+                f"Nexus Share refused the credentials ({reason}); "
                 "set a fresh NEXUS_TOKEN, or NEXUS_USER and NEXUS_PASSWORD"
             )
         raise error
