@@ -365,24 +365,45 @@ def _knob_options(command: Callable) -> Callable:
     options = [
         ("--latency-ms", seconds, "Delay of every API request, in milliseconds."),
         ("--error-rate", rate, "Fraction of requests answered 500/502/503."),
-        ("--error-status", click.Choice(["500", "502", "503", "504"]),
-         "A status error answers use (repeatable; default 500, 502, 503)."),
-        ("--error-endpoint", endpoints,
-         "Fail only this endpoint, e.g. 'POST /messages' (repeatable)."),
+        (
+            "--error-status",
+            click.Choice(["500", "502", "503", "504"]),
+            "A status error answers use (repeatable; default 500, 502, 503).",
+        ),
+        (
+            "--error-endpoint",
+            endpoints,
+            "Fail only this endpoint, e.g. 'POST /messages' (repeatable).",
+        ),
         ("--rate-429", rate, "Fraction of requests answered 429."),
-        ("--throttle-every", click.IntRange(min=0),
-         "Answer every Nth request 429 (0: never)."),
+        (
+            "--throttle-every",
+            click.IntRange(min=0),
+            "Answer every Nth request 429 (0: never).",
+        ),
         ("--retry-after", seconds, "Retry-After of 429 answers, in seconds."),
         ("--throttle-endpoint", endpoints, "Throttle only this endpoint (repeatable)."),
-        ("--drop-rate", rate,
-         "Fraction of requests that commit and then drop the connection."),
+        (
+            "--drop-rate",
+            rate,
+            "Fraction of requests that commit and then drop the connection.",
+        ),
         ("--drop-endpoint", endpoints, "Drop only this endpoint (repeatable)."),
         ("--publish-failure-rate", rate, "Fraction of publishes that end FAILED."),
+        (
+            "--publish-delay-seconds",
+            seconds,
+            "How long a publish stays DIRECT, on the emulator clock.",
+        ),
         ("--seed", int, "Seed of the fault and id randomness, for repeatable runs."),
     ]
     for flag, kind, text in reversed(options):
-        repeatable = flag in ("--error-status", "--error-endpoint",
-                              "--throttle-endpoint", "--drop-endpoint")
+        repeatable = flag in (
+            "--error-status",
+            "--error-endpoint",
+            "--throttle-endpoint",
+            "--drop-endpoint",
+        )
         metavar = "ENDPOINT" if kind is endpoints else None
         command = click.option(
             flag,
@@ -393,6 +414,18 @@ def _knob_options(command: Callable) -> Callable:
             help=text,
         )(command)
     return command
+
+
+def _jwks_source(value: str | None) -> dict[str, Any] | str | None:
+    if value is None or value.startswith(("http://", "https://")):
+        return value
+    try:
+        jwks = json.loads(Path(value).read_text())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"cannot read a JWKS from {value}: {error}") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise click.BadParameter(f'{value} is not a JWKS (no "keys" list)')
+    return jwks
 
 
 def _knob_values(flags: dict[str, Any]) -> dict[str, Any]:
@@ -421,12 +454,17 @@ def _knob_values(flags: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--trust-jwks",
     metavar="FILE_OR_URL",
+    callback=lambda context, parameter, value: _jwks_source(value),
     help="Accept tokens signed by this JWKS (e.g. a Cognito user pool's) "
-    "instead of the emulator's own.",
+    "instead of the emulator's own. A URL is fetched when first needed.",
 )
 @_knob_options
 def emulator_serve(
-    host: str, port: int, state_dir: Path, trust_jwks: str | None, **flags: Any
+    host: str,
+    port: int,
+    state_dir: Path,
+    trust_jwks: dict[str, Any] | str | None,
+    **flags: Any,
 ) -> None:
     """Serve the emulator over HTTP until interrupted."""
     import uvicorn

@@ -15,24 +15,23 @@ BODY = {"content": "Hello", "platforms": ["x"]}
 
 
 def test_dropped_create_commits_while_the_client_sees_a_broken_connection(
-    emulator: EmulatorServer,
+    api: EmulatorServer,
 ) -> None:
-    emulator.knobs(drop_rate=1.0, drop_endpoints=["POST /messages"])
+    api.knobs(drop_rate=1.0)
 
-    with emulator.client() as client:
+    with api.client(api.new_user()) as client:
         with pytest.raises(httpx.RemoteProtocolError) as raised:
             client.post("/messages", json=BODY)
+        api.knobs(drop_rate=0.0)
         listed = client.get("/messages").json()["messages"]
 
     assert "without sending a response" in str(raised.value)
     assert [(m["content"], m["status"]) for m in listed] == [("Hello", "DRAFT")]
-    log = emulator.requests()["log"]
+    log = api.requests()["log"]
     assert [(e["endpoint"], e["status"], e["dropped"]) for e in log] == [
         ("POST /messages", 201, True),
         ("GET /messages", 200, False),
     ]
-    emulator.stop()
-    assert emulator.process.stderr.read().decode() == ""
 
 
 def test_dropped_request_in_process_is_an_httpx_transport_error(
@@ -61,15 +60,15 @@ def test_dropped_request_in_process_is_an_httpx_transport_error(
 
 
 def test_throttle_every_answers_each_nth_request_from_when_it_was_set_429(
-    emulator: EmulatorServer,
+    api: EmulatorServer,
 ) -> None:
-    with emulator.client() as client:
+    with api.client() as client:
         client.get("/messages").raise_for_status()
-        emulator.knobs(throttle_every=3, retry_after=2)
+        api.knobs(throttle_every=3, retry_after=2)
         statuses = [client.get("/messages").status_code for _ in range(6)]
-        emulator.knobs(throttle_every=3)
+        api.knobs(throttle_every=3)
         again = [client.get("/messages").status_code for _ in range(3)]
-        emulator.knobs(throttle_every=1)
+        api.knobs(throttle_every=1)
         throttled = client.get("/messages")
 
     assert statuses == [200, 200, 429, 200, 200, 429]
@@ -83,13 +82,11 @@ def test_throttle_every_answers_each_nth_request_from_when_it_was_set_429(
 
 
 def test_rate_429_throttles_only_the_endpoints_of_its_filter(
-    emulator: EmulatorServer,
+    api: EmulatorServer,
 ) -> None:
-    emulator.knobs(
-        rate_429=1.0, retry_after=0.5, throttle_endpoints=["GET /messages/{id}"]
-    )
+    api.knobs(rate_429=1.0, retry_after=0.5, throttle_endpoints=["GET /messages/{id}"])
 
-    with emulator.client() as client:
+    with api.client() as client:
         created = client.post("/messages", json=BODY)
         listed = client.get("/messages")
         one = client.get(f"/messages/{created.json()['id']}")
@@ -99,24 +96,29 @@ def test_rate_429_throttles_only_the_endpoints_of_its_filter(
     assert one.headers["retry-after"] == "0.5"
 
 
+@pytest.mark.parametrize(
+    ("status", "phrase"),
+    [
+        (500, "Internal Server Error"),
+        (502, "Bad Gateway"),
+        (503, "Service Unavailable"),
+    ],
+)
 def test_error_rate_fails_only_the_endpoints_of_its_filter_with_its_statuses(
-    emulator: EmulatorServer,
+    api: EmulatorServer, status: int, phrase: str
 ) -> None:
-    emulator.knobs(
-        error_rate=1.0, error_statuses=[503], error_endpoints=["POST /messages"]
+    api.knobs(
+        error_rate=1.0, error_statuses=[status], error_endpoints=["POST /messages"]
     )
 
-    with emulator.client() as client:
+    with api.client(api.new_user()) as client:
         failed = client.post("/messages", json=BODY)
         listed = client.get("/messages")
 
-    assert failed.status_code == 503
-    assert failed.json() == {
-        "error": "Service Unavailable",
-        "details": "Emulated failure",
-    }
+    assert failed.status_code == status
+    assert failed.json() == {"error": phrase, "details": "Emulated failure"}
     assert listed.json()["messages"] == []
-    assert emulator.requests()["counts"] == {"POST /messages": 1, "GET /messages": 1}
+    assert api.requests()["counts"] == {"POST /messages": 1, "GET /messages": 1}
 
 
 @pytest.mark.parametrize(
@@ -124,63 +126,33 @@ def test_error_rate_fails_only_the_endpoints_of_its_filter_with_its_statuses(
     [
         (
             {"fail_endpoints": []},
-            "unknown knob(s) fail_endpoints; known: drop_endpoints, drop_rate, "
-            "error_endpoints, error_rate, error_statuses, latency_ms, "
-            "publish_failure_rate, rate_429, retry_after, seed, throttle_endpoints, "
-            "throttle_every",
+            (
+                "unknown knob(s) fail_endpoints; known: drop_endpoints, drop_rate, "
+                "error_endpoints, error_rate, error_statuses, latency_ms, "
+                "publish_delay_seconds, publish_failure_rate, rate_429, retry_after, "
+                "seed, throttle_endpoints, throttle_every"
+            ),
         ),
         ({"drop_rate": 2}, "drop_rate must be between 0 and 1, not 2"),
         (
             {"drop_endpoints": ["GET /nothing"]},
-            "drop_endpoints: unknown endpoint(s) ['GET /nothing']; known: "
-            "POST /messages, GET /messages, GET /messages/{id}, "
-            "PATCH /messages/{id}, DELETE /messages/{id}, "
-            "POST /messages/{id}/publish",
+            (
+                "drop_endpoints: unknown endpoint(s) ['GET /nothing']; known: "
+                "POST /messages, GET /messages, GET /messages/{id}, "
+                "PATCH /messages/{id}, DELETE /messages/{id}, "
+                "POST /messages/{id}/publish"
+            ),
         ),
         ({"throttle_every": -1}, "throttle_every must be a whole number >= 0, not -1"),
     ],
 )
 def test_a_wrong_knob_is_422_and_changes_nothing(
-    emulator: EmulatorServer, knobs: dict, details: str
+    api: EmulatorServer, knobs: dict, details: str
 ) -> None:
-    before = httpx.get(f"{emulator.url}/_emulator/knobs").json()
+    before = api.http.get("/_emulator/knobs").json()
 
-    answer = httpx.put(f"{emulator.url}/_emulator/knobs", json={"seed": 9, **knobs})
+    answer = api.http.put("/_emulator/knobs", json={"seed": 9, **knobs})
 
     assert answer.status_code == 422
     assert answer.json() == {"error": "Validation Error", "details": details}
-    assert httpx.get(f"{emulator.url}/_emulator/knobs").json() == before
-
-
-def test_serve_flags_set_the_knobs(tmp_path: Path) -> None:
-    server = EmulatorServer(
-        tmp_path,
-        [
-            "--throttle-every", "4",
-            "--retry-after", "3",
-            "--drop-rate", "0.25",
-            "--drop-endpoint", "POST /messages",
-            "--drop-endpoint", "POST /messages/{id}/publish",
-            "--error-status", "502",
-            "--seed", "7",
-        ],
-    )  # fmt: skip
-    try:
-        knobs = httpx.get(f"{server.url}/_emulator/knobs").json()
-    finally:
-        server.stop()
-
-    assert knobs == {
-        "latency_ms": 0.0,
-        "error_rate": 0.0,
-        "error_statuses": [502],
-        "error_endpoints": [],
-        "rate_429": 0.0,
-        "throttle_every": 4,
-        "retry_after": 3.0,
-        "throttle_endpoints": [],
-        "drop_rate": 0.25,
-        "drop_endpoints": ["POST /messages", "POST /messages/{id}/publish"],
-        "publish_failure_rate": 0.0,
-        "seed": 7,
-    }
+    assert api.http.get("/_emulator/knobs").json() == before

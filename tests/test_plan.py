@@ -212,3 +212,27 @@ def test_expected_checksum_must_match() -> None:
     check_apply(result, CONFIG, result.checksum, force=False)
     with pytest.raises(PlanMismatch):
         check_apply(result, CONFIG, "0" * 16, force=False)
+
+
+def test_published_post_links_bluesky_only_when_the_account_is_configured() -> None:
+    published = Message(
+        "M1",
+        "PUBLISHED",
+        "Out",
+        ("x", "linkedin", "bluesky"),
+        published_at="2026-12-01T00:00:00Z",
+        external_ids=(
+            ("bluesky", "3mcjqcipyyk2d"),
+            ("linkedin", "urn:li:share:7417853116836069377"),
+            ("x", "2012087424487219563"),
+        ),
+    )
+    with_handle = Config(root=Path("/repo"), bluesky_handle="nexus.bsky.social")
+
+    assert plans.post_urls(published, CONFIG) == {
+        "linkedin": "https://www.linkedin.com/feed/update/urn:li:share:7417853116836069377",
+        "x": "https://x.com/i/web/status/2012087424487219563",
+    }
+    assert plans.post_urls(published, with_handle)["bluesky"] == (
+        "https://bsky.app/profile/nexus.bsky.social/post/3mcjqcipyyk2d"
+    )

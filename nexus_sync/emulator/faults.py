@@ -31,6 +31,8 @@ ENDPOINTS = (
 )
 # Paths that are not the service's API: never counted, never faulted.
 UNCOUNTED_PREFIXES = ("/_emulator", "/.well-known")
+# Where a request's log entry travels in its ASGI scope, for the application.
+ENTRY_KEY = "nexus_sync.emulator.log_entry"
 
 
 class KnobError(ValueError):
@@ -56,6 +58,7 @@ class Knobs:
     drop_rate: float = 0.0
     drop_endpoints: tuple[str, ...] = ()
     publish_failure_rate: float = 0.0
+    publish_delay_seconds: float = 0.0
     seed: int | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -66,7 +69,7 @@ class Knobs:
 
 
 _RATES = ("error_rate", "rate_429", "drop_rate", "publish_failure_rate")
-_NON_NEGATIVE = ("latency_ms", "retry_after")
+_NON_NEGATIVE = ("latency_ms", "retry_after", "publish_delay_seconds")
 _FILTERS = ("error_endpoints", "throttle_endpoints", "drop_endpoints")
 
 
@@ -156,6 +159,12 @@ class Traffic:
     # Requests to throttled endpoints since throttle_every was last set.
     throttle_count: int = 0
 
+    def mark_replayed(self, scope: Scope) -> None:
+        """Note in the log that this request was answered from an earlier one."""
+        entry = scope.get(ENTRY_KEY)
+        if entry is not None:
+            entry["replayed"] = True
+
     def clear(self) -> None:
         self.counts.clear()
         self.log.clear()
@@ -202,7 +211,9 @@ class Faults:
             "time": time.time(),
             "status": None,
             "dropped": False,
+            "replayed": False,
         }
+        scope[ENTRY_KEY] = entry
         self.traffic.counts[endpoint] += 1
         self.traffic.log.append(entry)
 

@@ -18,10 +18,15 @@ log = logging.getLogger(__name__)
 KEY_FILE = "emulator-key.pem"
 ISSUER = "nexus-sync-emulator"
 KEY_ID = "nexus-sync-emulator-1"
+REFETCH_SECONDS = 30
 
 
 class TokenRejected(Exception):
-    """The bearer token is missing, malformed, badly signed or expired."""
+    """The bearer token is missing, malformed, badly signed or expired (401)."""
+
+
+class TokenForbidden(Exception):
+    """A good token that does not grant the API, e.g. an access token (403)."""
 
 
 class Signer:
@@ -71,6 +76,7 @@ class Verifier:
 
     def __init__(self, jwks: dict[str, Any] | str | Path) -> None:
         self._url: str | None = None
+        self._fetched: float | None = None
         self._keys: dict[str | None, Any] = {}
         if isinstance(jwks, str) and jwks.startswith(("http://", "https://")):
             self._url = jwks
@@ -80,30 +86,56 @@ class Verifier:
             self._keys = _keys(jwks)
 
     def user(self, token: str, now: float) -> str:
+        """The user a token is for, or TokenRejected saying what is wrong."""
         try:
             header = jwt.get_unverified_header(token)
-            key = self._key(header.get("kid"))
+        except jwt.PyJWTError:
+            raise TokenRejected("Token is malformed") from None
+        key = self._key(header.get("kid"))
+        try:
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=["RS256"],
-                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False},
+                # Times are checked below on the emulator's clock, which a
+                # test may have moved away from the machine's.
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                },
             )
-        except jwt.PyJWTError as error:
-            raise TokenRejected(f"invalid token: {error}") from None
-        # Expiry is checked here, on the emulator's clock, not the machine's.
-        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] <= now:
-            raise TokenRejected("token expired")
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("Token signature is invalid") from None
+        except jwt.PyJWTError:
+            raise TokenRejected("Token is malformed") from None
+
+        # Expiry is checked on the emulator's clock, not the machine's.
+        expires = claims.get("exp")
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+            raise TokenRejected("Token has no expiry")
+        if expires <= now:
+            raise TokenRejected("Token has expired")
+        if claims.get("token_use", "id") != "id":
+            raise TokenForbidden("Token is not an id token")
         user = claims.get("cognito:username")
         if not isinstance(user, str) or not user:
-            raise TokenRejected("token names no cognito:username")
+            raise TokenRejected("Token names no cognito:username")
         return user
 
     def _key(self, kid: str | None) -> Any:
-        if kid not in self._keys and self._url is not None:
+        # A token naming an unknown key fetches the keys again, but not more
+        # often than REFETCH_SECONDS: a stream of bad tokens is no stream of
+        # fetches.
+        due = (
+            self._fetched is None or time.monotonic() - self._fetched > REFETCH_SECONDS
+        )
+        if kid not in self._keys and self._url is not None and due:
+            self._fetched = time.monotonic()
             self._keys = _keys(_fetch(self._url))
         if kid not in self._keys:
-            raise TokenRejected("token signed by an unknown key")
+            raise TokenRejected("Token is not signed by a trusted key")
         return self._keys[kid]
 
 
@@ -118,5 +150,13 @@ def _fetch(url: str) -> dict[str, Any]:
         return {"keys": []}
 
 
-def _keys(jwks: dict[str, Any]) -> dict[str | None, Any]:
-    return {key.get("kid"): jwt.PyJWK(key).key for key in jwks.get("keys", [])}
+def _keys(jwks: Any) -> dict[str | None, Any]:
+    keys: dict[str | None, Any] = {}
+    entries = jwks.get("keys") if isinstance(jwks, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            keys[entry.get("kid")] = jwt.PyJWK(entry).key
+        except (jwt.PyJWTError, AttributeError, TypeError, ValueError) as error:
+            # One unusable key (another algorithm, a typo) must not hide the rest.
+            log.warning("ignoring a key of the trusted JWKS: %s", error)
+    return keys
