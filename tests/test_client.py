@@ -212,7 +212,7 @@ def test_a_refused_token_is_an_auth_error_that_says_what_to_do(
         run(client.list_messages())
 
     assert str(raised.value) == (
-        "Nexus Share refused the credentials (token expired); set a fresh "
+        "Nexus Share refused the credentials (Token has expired); set a fresh "
         "NEXUS_TOKEN, or NEXUS_USER and NEXUS_PASSWORD"
     )
 
