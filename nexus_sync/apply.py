@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import json
 import logging
-
-from typing import Callable
+from collections.abc import Callable
 
 from . import plan as plans
+from .auth import redact
 from .client import NexusClient
 from .config import Config
-from .errors import NexusSyncError
+from .errors import NexusSyncError, OutcomeUnknown
 from .inventory import save_inventory
 from .plan import Change, Message, Plan, desired_block, patch_body, request_body
 from .posts import Post
 from .writeback import write_nexus_block
 
 log = logging.getLogger(__name__)
+
+# How often a create whose answer was lost is looked for and sent again.
+CREATE_ROUNDS = 6
 
 
 @dataclasses.dataclass
@@ -36,15 +40,35 @@ class Result:
 
 
 def idempotency_key(action: str, post: Post, message_id: str | None = None) -> str:
-    """The same post with the same content always sends the same key."""
+    """The same post with the same content always sends the same key.
+
+    `message_id` is the message a publish is for, or the vanished message a
+    create replaces (so that the new create is not answered with the old one).
+    """
     material = json.dumps(
         [action, post.path, message_id, plans.request_body(post)], sort_keys=True
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
+def same_message(post: Post, message: Message) -> bool:
+    """Whether `message` is what a create of `post` makes: content, title,
+    platforms and schedule, compared as the reconciler compares them."""
+    return (
+        message.content == post.content
+        and message.title == (post.title or None)
+        and frozenset(message.platforms) == frozenset(post.platforms)
+        and message.scheduled_for == post.desired_schedule
+    )
+
+
 class Applier:
-    """Runs the changes of one plan against one account."""
+    """Runs the changes of one plan against one account.
+
+    Deletes first, then everything else, `parallelism` at a time. Each result
+    is written to its file and to the inventory as soon as it lands. After the
+    first failure nothing new starts; what is in flight finishes.
+    """
 
     def __init__(
         self,
@@ -60,9 +84,18 @@ class Applier:
         self.parallelism = parallelism
         self.on_progress = on_progress or (lambda change: None)
         self._stopped = False
+        self._known: set[str] = set(inventory)
+        self._listings = _Listings(client)
+        self._twins: dict[tuple, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     async def apply(self, plan: Plan) -> Result:
         result = Result()
+
+        # Every message the plan saw belongs to someone already: a lost create
+        # may only be resolved by a message that appeared after it.
+        for change in plan.changes:
+            self._known.update(i for i in (change.message_id, change.replaces) if i)
+        self._known.update(message.id for message in plan.unmanaged)
 
         # Deletes go first, so that a file moved to a new schedule never
         # shares the calendar with the message it replaces.
@@ -73,25 +106,32 @@ class Applier:
         return result
 
     async def _run_batch(self, changes: list[Change], result: Result) -> None:
-        gate = asyncio.Semaphore(self.parallelism)
+        waiting = collections.deque(changes)
 
-        async def run(change: Change) -> None:
-            async with gate:
-                if self._stopped:
-                    result.not_started.append(change)
-                    return
-                try:
-                    summary = await self._apply_one(change)
-                except NexusSyncError as error:
-                    # Nothing new starts; what is in flight finishes.
-                    self._stopped = True
-                    result.failed.append((change, str(error)))
-                    log.error("%s %s failed: %s", change.action, change.path, error)
-                    return
-                result.done.append((change, summary))
-                self.on_progress(change)
+        async def worker() -> None:
+            while waiting and not self._stopped:
+                await self._run(waiting.popleft(), result)
 
-        await asyncio.gather(*(run(change) for change in changes))
+        workers = min(self.parallelism, len(changes))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        result.not_started.extend(waiting)
+
+    async def _run(self, change: Change, result: Result) -> None:
+        try:
+            summary = await self._apply_one(change)
+        except Exception as error:
+            self._stopped = True
+            if isinstance(error, NexusSyncError):
+                text = redact(str(error))
+            else:
+                log.debug("unexpected failure", exc_info=True)
+                text = redact(f"{type(error).__name__}: {error}")
+            result.failed.append((change, text))
+            log.error("%s %s failed: %s", change.action, change.path, text)
+        else:
+            result.done.append((change, summary))
+            log.info("%s: %s", change.path, summary)
+        self.on_progress(change)
 
     async def _apply_one(self, change: Change) -> str:
         action = change.action
@@ -113,14 +153,12 @@ class Applier:
             message_id = change.message.id
             verb = f"recorded {message_id}"
         elif action == plans.CREATE:
-            data = await self.client.create_message(
-                request_body(post), idempotency_key("create", post, change.replaces)
-            )
+            message, adopted = await self._create(change)
             if change.replaces:
                 self._record(change.replaces, None)
-            self._write(post, Message.from_api(data))
-            message_id = data["id"]
-            verb = f"created {message_id}"
+            self._write(post, message)
+            message_id = message.id
+            verb = f"{'adopted' if adopted else 'created'} {message_id}"
         elif action == plans.UPDATE:
             message_id = change.message_id
             data = await self.client.update_message(message_id, patch_body(change))
@@ -138,10 +176,73 @@ class Applier:
             verb = f"{verb}, published" if verb else f"published {message_id}"
         return verb
 
+    async def _create(self, change: Change) -> tuple[Message, bool]:
+        """The created message, and whether it was found after a lost answer."""
+        post = change.post
+        body = request_body(post)
+        key = idempotency_key("create", post, change.replaces)
+
+        # Two posts that would make the same message never create at once, so
+        # that a lost answer can only be resolved by this post's own message.
+        # TODO: a create that timed out may still commit after the listing
+        # that looked for it; the resend then relies on the Idempotency-Key,
+        # and a service that ignores the key would make a second message.
+        # Nothing short of the service honouring the key closes that gap.
+        async with self._twins[_fingerprint(post)]:
+            for _ in range(CREATE_ROUNDS):
+                try:
+                    data = await self.client.create_message(body, key)
+                except OutcomeUnknown as lost:
+                    log.warning(
+                        "%s: %s; looking for the message before sending again",
+                        post.path,
+                        lost,
+                    )
+                    found = await self._find_created(post)
+                    if found is not None:
+                        return found, True
+                    continue
+                message = Message.from_api(data)
+                self._known.add(message.id)
+                return message, False
+
+        raise OutcomeUnknown(
+            f"the create of {post.path} went unanswered {CREATE_ROUNDS} times and "
+            "no such message is on the account; run apply again (a message that "
+            "appears later is adopted, not created twice)"
+        )
+
+    async def _find_created(self, post: Post) -> Message | None:
+        """The message a lost create made, if the account has it now."""
+        listing = await self._listings.after(asyncio.get_running_loop().time())
+        found = [
+            m for m in listing if m.id not in self._known and same_message(post, m)
+        ]
+        if not found:
+            log.info("%s: its message is not on the account", post.path)
+            return None
+        message, *others = sorted(found, key=lambda m: m.id)
+        self._known.add(message.id)
+        if others:
+            log.warning(
+                "%s: more than one new message matches it (%s); adopting %s, the "
+                "others are left alone and show as unmanaged",
+                post.path,
+                ", ".join(m.id for m in others),
+                message.id,
+            )
+        log.info(
+            "%s: adopting %s, made by a create whose answer was lost",
+            post.path,
+            message.id,
+        )
+        return message
+
     def _write(self, post: Post, message: Message) -> None:
         write_nexus_block(
             self.config.root / post.path, desired_block(message, self.config)
         )
+        self._known.add(message.id)
         self._record(message.id, post.path)
 
     def _record(self, message_id: str, path: str | None) -> None:
@@ -150,6 +251,38 @@ class Applier:
         else:
             self.inventory[message_id] = path
         save_inventory(self.config.root, self.inventory)
+
+
+class _Listings:
+    """Listings of the account, shared by the lost creates that wait for one.
+
+    A create's answer is looked for in a listing that began after the answer
+    was lost; creates that lost theirs before a listing began share it.
+    """
+
+    def __init__(self, client: NexusClient) -> None:
+        self._client = client
+        self._started = float("-inf")
+        self._current: asyncio.Future[list[Message]] | None = None
+
+    async def after(self, moment: float) -> list[Message]:
+        loop = asyncio.get_running_loop()
+        if self._current is None or self._started < moment:
+            self._started = loop.time()
+            self._current = asyncio.ensure_future(self._list())
+        return await asyncio.shield(self._current)
+
+    async def _list(self) -> list[Message]:
+        return [Message.from_api(data) for data in await self._client.list_messages()]
+
+
+def _fingerprint(post: Post) -> tuple:
+    return (
+        post.content,
+        post.title or None,
+        frozenset(post.platforms),
+        post.desired_schedule,
+    )
 
 
 async def apply_plan(
@@ -162,5 +295,3 @@ async def apply_plan(
 ) -> Result:
     applier = Applier(client, config, inventory, parallelism, on_progress)
     return await applier.apply(plan)
-
-

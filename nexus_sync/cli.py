@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -10,13 +11,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
 from . import __version__, render
 from . import plan as plans
 from .apply import Result, apply_plan
+from .auth import RedactingFormatter, redact
 from .config import Config, load_config
 from .errors import InvalidPosts, NexusSyncError
 from .importer import import_messages
@@ -34,10 +36,14 @@ def _setup_logging(verbose: int) -> None:
     if verbose > 1:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # botocore's debug lines carry request and answer bodies (a password, the
+    # tokens), escaped in ways no redaction can be sure to catch.
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def _errors_as_exit(function: Callable) -> Callable:
@@ -51,7 +57,7 @@ def _errors_as_exit(function: Callable) -> Callable:
             _report_problems(invalid)
             sys.exit(1)
         except NexusSyncError as error:
-            click.echo(f"Error: {error}", err=True)
+            click.echo(redact(f"Error: {error}"), err=True)
             sys.exit(1)
 
     return wrapper
@@ -206,9 +212,10 @@ def apply(
             check_apply(current, config, expect_checksum, force)
             if not current.has_changes:
                 return None
-            return await apply_plan(
-                current, client, config, inventory, config.parallelism
-            )
+            with _progress(current) as advance:
+                return await apply_plan(
+                    current, client, config, inventory, config.parallelism, advance
+                )
 
     result = asyncio.run(run())
     if result is None:
@@ -229,17 +236,33 @@ def _saved_plan(plan_file: Path) -> tuple[str, bool]:
         ) from None
 
 
+@contextlib.contextmanager
+def _progress(current: Plan) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on stderr when it is a terminal; nothing in logs or CI."""
+    if not sys.stderr.isatty():
+        yield lambda change: None
+        return
+    with click.progressbar(
+        length=len(current.changes), label="Applying", file=sys.stderr
+    ) as bar:
+        yield lambda change: bar.update(1)
+
+
 def _print_result(result: Result) -> None:
-    for change, what in result.done:
+    for change, what in sorted(result.done, key=_by_path):
         click.echo(f"{change.path}: {what}")
     for change, error in result.failed:
-        click.echo(f"{change.path}: FAILED: {error}", err=True)
+        click.echo(redact(f"{change.path}: FAILED: {error}"), err=True)
     for change in result.not_started:
         click.echo(f"{change.path}: not started ({change.action})", err=True)
     click.echo(
         f"Apply: {len(result.done)} done, {len(result.failed)} failed, "
         f"{len(result.not_started)} not started."
     )
+
+
+def _by_path(item: tuple[Any, str]) -> str:
+    return item[0].path or ""
 
 
 @main.command()

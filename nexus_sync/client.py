@@ -1,22 +1,49 @@
-"""The six endpoints of the Nexus Share API over httpx."""
+"""The six endpoints of the Nexus Share API over httpx, with retries."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
+import time
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import stamina
+import stamina.instrumentation
 
-from .errors import ApiError
+from .errors import ApiError, AuthError, OutcomeUnknown, ServiceUnreachable
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 
+# Answers that say "try again later": the request was not carried out, or a
+# gateway could not tell. 500 is left out: it is the service's own bug, and
+# repeating it only repeats the bug.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+# Errors raised before a single byte of the request left this machine: sending
+# again can never do anything twice.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+# Each retry is logged here with the request it repeats; stamina's own
+# warning-level log line would say less and say it louder.
+stamina.instrumentation.set_on_retry_hooks([])
+
 
 class NexusClient:
-    """Calls the Nexus Share REST API; error answers become ApiError."""
+    """Calls the Nexus Share REST API; error answers become ApiError.
+
+    GET, PATCH (with the same body) and DELETE are repeated on 429, 502, 503,
+    504 and lost connections, with exponential backoff and jitter, or after
+    the time a 429 names in `Retry-After` (at most `retry_after_cap` seconds).
+    A create is repeated only when it surely never took effect (a 429, or no
+    connection at all); any other failure after sending it is an
+    OutcomeUnknown for the caller to resolve by listing the account. A publish
+    carries an Idempotency-Key, which the service honours, and is repeated.
+    """
 
     def __init__(
         self,
@@ -24,14 +51,32 @@ class NexusClient:
         auth: httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
+        retry_after_cap: float = 60.0,
+        attempts: int = 10,
+        retry_timeout: float = 300.0,
+        wait_initial: float = 0.1,
+        wait_max: float = 30.0,
+        wait_jitter: float = 0.5,
     ) -> None:
+        self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+            base_url=self.base_url,
             auth=auth,
             transport=transport,
             timeout=timeout,
             headers={"User-Agent": "nexus-sync"},
         )
+        self.retry_after_cap = retry_after_cap
+        self._retry = {
+            "attempts": attempts,
+            "timeout": retry_timeout,
+            "wait_initial": wait_initial,
+            "wait_max": wait_max,
+            "wait_jitter": wait_jitter,
+        }
+
+    def __repr__(self) -> str:
+        return f"NexusClient({self.base_url!r})"
 
     async def __aenter__(self) -> NexusClient:
         return self
@@ -53,7 +98,7 @@ class NexusClient:
         if platform:
             params["platform"] = platform
         while True:
-            page = await self._request("GET", "/messages", params=params)
+            page = await self._request("GET", "/messages", params=dict(params))
             messages.extend(page["messages"])
             token = page.get("pagination", {}).get("nextToken")
             if not token:
@@ -68,9 +113,11 @@ class NexusClient:
     async def create_message(
         self, body: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
+        """Create a message; OutcomeUnknown when it may or may not exist now."""
         return await self._request(
             "POST",
             "/messages",
+            repeatable=False,
             json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
@@ -83,28 +130,156 @@ class NexusClient:
         )
 
     async def delete_message(self, message_id: str) -> None:
-        await self._request("DELETE", _path(message_id), message_id=message_id)
+        try:
+            await self._request("DELETE", _path(message_id), message_id=message_id)
+        except _GoneOnRetry:
+            # An earlier attempt deleted it and its answer was lost.
+            log.info("%s was already deleted by an earlier attempt", message_id)
 
     async def publish_message(
         self, message_id: str, idempotency_key: str
     ) -> dict[str, Any]:
-        return await self._request(
-            "POST",
-            _path(message_id) + "/publish",
-            headers={"Idempotency-Key": idempotency_key},
-            message_id=message_id,
-        )
+        try:
+            return await self._request(
+                "POST",
+                _path(message_id) + "/publish",
+                headers={"Idempotency-Key": idempotency_key},
+                message_id=message_id,
+            )
+        except _ConflictOnRetry as conflict:
+            # A 409 after a lost answer: the first attempt may be what made
+            # the message DIRECT or PUBLISHED. Only the message itself can say.
+            data = await self.get_message(message_id)
+            if data.get("status") in ("DIRECT", "PUBLISHED"):
+                log.info("%s was already published by an earlier attempt", message_id)
+                return data
+            raise conflict.error from None
 
     async def _request(
-        self, method: str, path: str, message_id: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        message_id: str | None = None,
+        repeatable: bool = True,
+        **kwargs: Any,
     ) -> Any:
-        response = await self._http.request(method, path, **kwargs)
-        log.debug("%s %s -> %d", method, path, response.status_code)
-        if response.is_error:
-            raise _api_error(response, message_id)
+        response = await self._send(method, path, message_id, repeatable, kwargs)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        message_id: str | None,
+        repeatable: bool,
+        kwargs: dict[str, Any],
+    ) -> httpx.Response:
+        what = f"{method} {path}"
+
+        def backoff(error: Exception) -> bool | float:
+            if isinstance(error, _Retryable):
+                if error.error.status == 429:
+                    wait = _retry_after(error.response, self.retry_after_cap)
+                    log.info("%s: 429, retrying in %s", what, _seconds(wait))
+                    return True if wait is None else wait
+                if repeatable:
+                    log.info("%s: %d, retrying", what, error.error.status)
+                return repeatable
+            if isinstance(error, httpx.TransportError):
+                again = repeatable or isinstance(error, NEVER_SENT)
+                if again:
+                    log.info("%s: %s, retrying", what, _describe(error))
+                return again
+            return False
+
+        attempt_number = 0
+        try:
+            async for attempt in stamina.retry_context(on=backoff, **self._retry):
+                with attempt:
+                    attempt_number = attempt.num
+                    response = await self._http.request(method, path, **kwargs)
+                    log.debug("%s -> %d", what, response.status_code)
+                    if response.status_code in RETRY_STATUSES:
+                        raise _Retryable(response, _api_error(response, message_id))
+        except _Retryable as failure:
+            if not repeatable and failure.error.status != 429:
+                raise OutcomeUnknown(
+                    f"{what} answered {failure.error.status} "
+                    f"({failure.error.error}); the service may have carried it out"
+                ) from None
+            raise failure.error from None
+        except httpx.TransportError as error:
+            if not repeatable and not isinstance(error, NEVER_SENT):
+                raise OutcomeUnknown(
+                    f"{what}: {_describe(error)} before an answer came"
+                ) from None
+            raise ServiceUnreachable(
+                f"no answer from Nexus Share at {self.base_url} for {what} "
+                f"after {attempt_number} attempt(s): {_describe(error)}"
+            ) from None
+
+        if not response.is_error:
+            return response
+        error = _api_error(response, message_id)
+        retried = attempt_number > 1
+        if retried and response.status_code == 404 and method == "DELETE":
+            raise _GoneOnRetry(error)
+        if retried and response.status_code == 409 and path.endswith("/publish"):
+            raise _ConflictOnRetry(error)
+        if response.status_code == 401:
+            reason = error.details or error.error
+            raise AuthError(
+                f"Nexus Share refused the credentials ({reason}); "
+                "set a fresh NEXUS_TOKEN, or NEXUS_USER and NEXUS_PASSWORD"
+            )
+        raise error
+
+
+class _Retryable(Exception):
+    """An answer that asks to try again; stamina decides whether to."""
+
+    def __init__(self, response: httpx.Response, error: ApiError) -> None:
+        super().__init__(str(error))
+        self.response = response
+        self.error = error
+
+
+class _GoneOnRetry(Exception):
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _ConflictOnRetry(_GoneOnRetry):
+    pass
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float | None:
+    """The wait a 429 asks for, in seconds (a number or an HTTP date), capped."""
+    raw = response.headers.get("retry-after", "").strip()
+    if not raw:
+        return None
+    try:
+        wait = float(raw)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        wait = moment.timestamp() - time.time()
+    return min(max(wait, 0.0), cap)
+
+
+def _seconds(wait: float | None) -> str:
+    return "a moment (no Retry-After)" if wait is None else f"{wait:g} s"
+
+
+def _describe(error: httpx.TransportError) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _path(message_id: str) -> str:

@@ -16,6 +16,7 @@ CONFIG_FILE = "nexus-sync.yaml"
 DEFAULT_API_URL = "https://nexus-share.com/api"
 DEFAULT_CLIENT_ID = "iklprbakdar4i2bgcrfd9l94r"
 DEFAULT_REGION = "eu-central-1"
+AUTH_FLOWS = ("USER_PASSWORD_AUTH", "USER_SRP_AUTH")
 
 ENVIRONMENT = {
     "NEXUS_API_URL": "api_url",
@@ -23,6 +24,7 @@ ENVIRONMENT = {
     "NEXUS_USER": "user",
     "NEXUS_PASSWORD": "password",
     "NEXUS_CLIENT_ID": "client_id",
+    "NEXUS_USER_POOL_ID": "user_pool_id",
 }
 
 # Keys a person may write in nexus-sync.yaml; credentials are not among them,
@@ -34,6 +36,7 @@ FILE_KEYS = {
     "client_id",
     "region",
     "auth_flow",
+    "user_pool_id",
     "max_change_fraction",
     "min_managed_for_safety",
     "adoption_window_days",
@@ -57,6 +60,8 @@ class Config:
     client_id: str = DEFAULT_CLIENT_ID
     region: str = DEFAULT_REGION
     auth_flow: str = "USER_PASSWORD_AUTH"
+    # Only the SRP flow (auth_flow: USER_SRP_AUTH) needs the pool's id.
+    user_pool_id: str | None = None
     max_change_fraction: float = 0.3
     min_managed_for_safety: int = 10
     adoption_window_days: float = 7.0
@@ -124,5 +129,10 @@ def _check(config: Config, path: Path) -> None:
             ) from None
     if not 0 < float(config.max_change_fraction) <= 1:
         raise ConfigError(f"{path.name}: max_change_fraction must be in (0, 1]")
+    if config.auth_flow not in AUTH_FLOWS:
+        raise ConfigError(
+            f"{path.name}: auth_flow {config.auth_flow!r} is not one of "
+            f"{', '.join(AUTH_FLOWS)}"
+        )
     if int(config.parallelism) < 1:
         raise ConfigError("parallelism must be at least 1")

@@ -47,6 +47,18 @@ class AuthError(NexusSyncError):
     """Logging in or renewing the token failed."""
 
 
+class ServiceUnreachable(NexusSyncError):
+    """No answer came from the service, even after retrying."""
+
+
+class OutcomeUnknown(NexusSyncError):
+    """A request that is not safe to repeat was sent, and its answer was lost.
+
+    The service may or may not have carried it out; only a look at the account
+    can tell, so it is never simply sent again.
+    """
+
+
 class UnsafePlan(NexusSyncError):
     """The plan is not safe to apply as it is."""
 

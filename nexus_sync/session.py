@@ -6,12 +6,12 @@ import contextlib
 import datetime as dt
 import ipaddress
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
 
-from .auth import StaticToken
+from .auth import CognitoAuth, CognitoLogin, StaticToken
 from .client import NexusClient
 from .config import Config
 from .errors import ConfigError, InvalidPosts
@@ -40,7 +40,12 @@ async def open_client(config: Config, local: bool) -> AsyncIterator[NexusClient]
         auth = StaticToken(emulator.mint(LOCAL_USER))
         log.info("using the embedded emulator in %s", LOCAL_STATE_DIR)
         try:
-            async with NexusClient(LOCAL_URL, auth, transport=transport) as client:
+            async with NexusClient(
+                LOCAL_URL,
+                auth,
+                transport=transport,
+                retry_after_cap=config.retry_after_cap,
+            ) as client:
                 yield client
         finally:
             emulator.store.close()
@@ -48,7 +53,10 @@ async def open_client(config: Config, local: bool) -> AsyncIterator[NexusClient]
 
     check_api_url(config.api_url)
     log.info("using Nexus Share at %s", config.api_url)
-    async with NexusClient(config.api_url, _auth(config)) as client:
+    auth = _auth(config)
+    async with NexusClient(
+        config.api_url, auth, retry_after_cap=config.retry_after_cap
+    ) as client:
         yield client
 
 
@@ -76,6 +84,22 @@ def _is_loopback(host: str) -> bool:
 def _auth(config: Config) -> httpx.Auth:
     if config.token:
         return StaticToken(config.token)
+    if config.user and config.password:
+        login = CognitoLogin(
+            config.user,
+            config.password,
+            config.client_id,
+            config.region,
+            config.auth_flow,
+            config.user_pool_id,
+        )
+        return CognitoAuth(login)
+    if config.user or config.password:
+        missing = "NEXUS_PASSWORD" if config.user else "NEXUS_USER"
+        raise ConfigError(
+            f"{missing} is not set: a Cognito login needs both NEXUS_USER and "
+            "NEXUS_PASSWORD (or set NEXUS_TOKEN instead)"
+        )
     raise ConfigError(
         "no credentials: set NEXUS_TOKEN (or NEXUS_USER and NEXUS_PASSWORD), "
         "or use --local for the embedded emulator"

@@ -258,3 +258,82 @@ def fake_github() -> Iterator[Any]:
     server = FakeGitHub(token="ghs_fake0github0token0for0tests")
     yield server
     server.stop()
+
+
+@dataclasses.dataclass
+class CognitoPool:
+    """A user pool with one user in moto's Cognito, served over HTTP."""
+
+    url: str
+    pool_id: str
+    client_id: str
+    user: str
+    password: str
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/{self.pool_id}/.well-known/jwks.json"
+
+    def env(self, password: str | None = None) -> dict[str, str]:
+        """What the command needs to log in: boto3 finds moto through the
+        endpoint variable it documents; no AWS credentials are involved."""
+        return {
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": self.url,
+            "NEXUS_USER": self.user,
+            "NEXUS_PASSWORD": password or self.password,
+            "NEXUS_CLIENT_ID": self.client_id,
+        }
+
+    def id_token(self) -> str:
+        answer = _cognito_admin(self.url).initiate_auth(
+            AuthFlow="USER_PASSWORD_AUTH",
+            ClientId=self.client_id,
+            AuthParameters={"USERNAME": self.user, "PASSWORD": self.password},
+        )
+        return answer["AuthenticationResult"]["IdToken"]
+
+
+def _cognito_admin(url: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "cognito-idp",
+        region_name="eu-central-1",
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def cognito(moto_url: str) -> CognitoPool:
+    admin = _cognito_admin(moto_url)
+    pool_id = admin.create_user_pool(PoolName="nexus-share")["UserPool"]["Id"]
+    client_id = admin.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName="nexus-sync",
+        ExplicitAuthFlows=[
+            "ALLOW_USER_PASSWORD_AUTH",
+            "ALLOW_USER_SRP_AUTH",
+            "ALLOW_REFRESH_TOKEN_AUTH",
+        ],
+    )["UserPoolClient"]["ClientId"]
+    user, password = "alice", "Correct-Horse-7-Battery!"
+    admin.admin_create_user(
+        UserPoolId=pool_id, Username=user, MessageAction="SUPPRESS"
+    )
+    admin.admin_set_user_password(
+        UserPoolId=pool_id, Username=user, Password=password, Permanent=True
+    )
+    return CognitoPool(moto_url, pool_id, client_id, user, password)

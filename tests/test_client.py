@@ -1,0 +1,244 @@
+"""The client: what it repeats, what it never repeats, and what it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from network import scripted_client
+
+from nexus_sync.client import NexusClient, _retry_after
+from nexus_sync.errors import (
+    ApiError,
+    AuthError,
+    OutcomeUnknown,
+    ServiceUnreachable,
+)
+
+BODY = {"content": "Hello", "platforms": ["x"]}
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_get_is_repeated_after_502_503_504_429_and_a_refused_connection(
+    tmp_path: Path,
+) -> None:
+    client, network, _ = scripted_client(tmp_path)
+    network.script("GET /messages", "502", "503", "504", "429:0", "refuse")
+
+    async def scenario() -> list:
+        async with client:
+            await client.create_message(BODY, "key-1")
+            return await client.list_messages()
+
+    messages = run(scenario())
+
+    assert [m["content"] for m in messages] == ["Hello"]
+    assert [s.fault for s in network.sent if s.endpoint == "GET /messages"] == [
+        "502",
+        "503",
+        "504",
+        "429:0",
+        "refuse",
+        "ok",
+    ]
+
+
+def test_500_is_not_repeated(tmp_path: Path) -> None:
+    client, network, _ = scripted_client(tmp_path)
+    network.script("GET /messages", "500")
+
+    with pytest.raises(ApiError) as raised:
+        run(client.list_messages())
+
+    assert raised.value.status == 500
+    assert network.count("GET /messages") == 1
+
+
+def test_retries_are_bounded_and_end_with_the_last_answer(tmp_path: Path) -> None:
+    client, network, _ = scripted_client(tmp_path, attempts=3)
+    network.script("GET /messages", "503", "503", "503", "503")
+
+    with pytest.raises(ApiError) as raised:
+        run(client.list_messages())
+
+    assert str(raised.value) == (
+        "Nexus Share answered 503: Service Unavailable: scripted"
+    )
+    assert network.count("GET /messages") == 3
+
+
+def test_lost_connections_end_as_service_unreachable(tmp_path: Path) -> None:
+    client, network, _ = scripted_client(tmp_path, attempts=2)
+    network.script("GET /messages", "refuse", "refuse")
+
+    with pytest.raises(ServiceUnreachable) as raised:
+        run(client.list_messages())
+
+    assert str(raised.value) == (
+        "no answer from Nexus Share at http://emulator.test for GET /messages "
+        "after 2 attempt(s): ConnectError: [Errno 111] Connection refused"
+    )
+
+
+@pytest.mark.parametrize("fault", ["drop", "timeout", "503", "502", "504"])
+def test_a_create_is_never_sent_again_once_it_may_have_happened(
+    tmp_path: Path, fault: str
+) -> None:
+    client, network, emulator = scripted_client(tmp_path)
+    network.script("POST /messages", fault)
+
+    with pytest.raises(OutcomeUnknown) as raised:
+        run(client.create_message(BODY, "key-1"))
+
+    assert network.count("POST /messages") == 1
+    committed = fault in ("drop", "timeout")
+    page = emulator.store.list("alice", emulator.now(), 100, None, None, None)
+    assert len(page["messages"]) == (1 if committed else 0)
+    assert "POST /messages" in str(raised.value)
+
+
+def test_a_create_is_sent_again_with_its_key_when_it_surely_did_not_happen(
+    tmp_path: Path,
+) -> None:
+    client, network, emulator = scripted_client(tmp_path)
+    network.script("POST /messages", "429:0", "refuse")
+
+    created = run(client.create_message(BODY, "key-1"))
+
+    assert [s.fault for s in network.sent] == ["429:0", "refuse", "ok"]
+    assert [s.idempotency_key for s in network.sent] == ["key-1"] * 3
+    page = emulator.store.list("alice", emulator.now(), 100, None, None, None)
+    assert [m["id"] for m in page["messages"]] == [created["id"]]
+
+
+def test_patch_is_repeated_with_the_same_body(tmp_path: Path) -> None:
+    client, network, _ = scripted_client(tmp_path)
+
+    async def scenario() -> dict:
+        async with client:
+            created = await client.create_message(BODY, "key-1")
+            network.script("PATCH /messages/{id}", "drop", "503")
+            return await client.update_message(created["id"], {"content": "Bye"})
+
+    updated = run(scenario())
+
+    assert updated["content"] == "Bye"
+    assert network.count("PATCH /messages/{id}") == 3
+
+
+def test_a_delete_whose_answer_was_lost_is_done_when_the_retry_finds_nothing(
+    tmp_path: Path,
+) -> None:
+    client, network, emulator = scripted_client(tmp_path)
+
+    async def scenario() -> None:
+        async with client:
+            created = await client.create_message(BODY, "key-1")
+            network.script("DELETE /messages/{id}", "drop")
+            await client.delete_message(created["id"])
+
+    run(scenario())
+
+    assert network.count("DELETE /messages/{id}") == 2
+    assert (
+        emulator.store.list("alice", emulator.now(), 100, None, None, None)["messages"]
+        == []
+    )
+
+
+def test_a_delete_of_a_missing_message_at_the_first_attempt_is_an_error(
+    tmp_path: Path,
+) -> None:
+    client, _, _ = scripted_client(tmp_path)
+
+    with pytest.raises(ApiError) as raised:
+        run(client.delete_message("POST|alice|1"))
+
+    assert str(raised.value) == (
+        "Nexus Share answered 404 for POST|alice|1: Not Found: "
+        "Message POST|alice|1 not found"
+    )
+
+
+def test_a_publish_whose_answer_was_lost_is_not_published_twice(
+    tmp_path: Path,
+) -> None:
+    # The server ignores the key here: the retry meets a 409, and the client
+    # asks the message itself whether the first attempt went out.
+    client, network, _ = scripted_client(tmp_path, honour_keys=False)
+
+    async def scenario() -> dict:
+        async with client:
+            created = await client.create_message(BODY, "key-1")
+            network.script("POST /messages/{id}/publish", "drop")
+            return await client.publish_message(created["id"], "key-2")
+
+    published = run(scenario())
+
+    assert published["status"] == "PUBLISHED"
+    assert network.count("POST /messages/{id}/publish") == 2
+    assert network.count("GET /messages/{id}") == 1
+
+
+def test_a_publish_409_at_the_first_attempt_is_an_error(tmp_path: Path) -> None:
+    client, _, _ = scripted_client(tmp_path)
+
+    async def scenario() -> None:
+        async with client:
+            created = await client.create_message(BODY, "key-1")
+            await client.publish_message(created["id"], "key-2")
+            await client.publish_message(created["id"], "key-3")
+
+    with pytest.raises(ApiError) as raised:
+        run(scenario())
+
+    assert raised.value.status == 409
+
+
+def test_a_refused_token_is_an_auth_error_that_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    client, _, emulator = scripted_client(tmp_path)
+    emulator.clock_offset = 7200
+
+    with pytest.raises(AuthError) as raised:
+        run(client.list_messages())
+
+    assert str(raised.value) == (
+        "Nexus Share refused the credentials (Token has expired); set a fresh "
+        "NEXUS_TOKEN, or NEXUS_USER and NEXUS_PASSWORD"
+    )
+
+
+def test_retry_after_in_seconds_or_as_a_date_is_capped() -> None:
+    def answer(value: str | None) -> httpx.Response:
+        headers = {"Retry-After": value} if value is not None else {}
+        return httpx.Response(429, headers=headers)
+
+    in_ten = email.utils.formatdate(time.time() + 10.4, usegmt=True)
+    assert _retry_after(answer("2"), cap=60) == 2.0
+    assert _retry_after(answer("0.5"), cap=60) == 0.5
+    assert _retry_after(answer("120"), cap=60) == 60.0
+    assert _retry_after(answer("-3"), cap=60) == 0.0
+    assert 9 <= _retry_after(answer(in_ten), cap=60) <= 10.4
+    assert _retry_after(answer(in_ten), cap=5) == 5.0
+    assert _retry_after(answer("soon"), cap=60) is None
+    assert _retry_after(answer(None), cap=60) is None
+
+
+def test_the_client_repr_names_only_the_url() -> None:
+    from nexus_sync.auth import StaticToken
+
+    auth = StaticToken("sentinel-token-value")
+    client = NexusClient("https://nexus-share.com/api", auth)
+
+    assert repr(client) == "NexusClient('https://nexus-share.com/api')"
+    assert repr(auth) == "StaticToken(<hidden>)"
+    run(client.close())
