@@ -16,7 +16,14 @@ import click
 from . import __version__, render
 from .apply import Result, apply_plan
 from .config import Config, load_config
-from .errors import InvalidPosts, NexusSyncError, PlanMismatch, TooMuchChange
+from .errors import (
+    FileProblem,
+    InvalidConfig,
+    InvalidPosts,
+    NexusSyncError,
+    PlanMismatch,
+    TooMuchChange,
+)
 from .plan import Plan
 from .session import LOCAL_STATE_DIR, open_client, plan_for
 
@@ -43,8 +50,8 @@ def _errors_as_exit(function: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except InvalidPosts as invalid:
-            _report_problems(invalid)
+        except (InvalidPosts, InvalidConfig) as invalid:
+            _report_problems(invalid.problems)
             sys.exit(1)
         except NexusSyncError as error:
             click.echo(f"Error: {error}", err=True)
@@ -53,16 +60,26 @@ def _errors_as_exit(function: Callable) -> Callable:
     return wrapper
 
 
-def _report_problems(invalid: InvalidPosts) -> None:
+def _report_problems(problems: list[FileProblem]) -> None:
+    """Each problem as `path:line: message`, and as an annotation in Actions."""
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
-    for problem in invalid.problems:
+    for problem in problems:
         click.echo(str(problem), err=True)
         if in_actions:
-            message = problem.message.replace("%", "%25").replace("\n", "%0A")
-            click.echo(f"::error file={problem.path},line={problem.line}::{message}")
-    click.echo(
-        f"{len(invalid.problems)} problem(s) found; nothing was sent.", err=True
-    )
+            click.echo(
+                f"::error file={_escape_property(problem.path)},"
+                f"line={problem.line}::{_escape_data(problem.message)}"
+            )
+    click.echo(f"{len(problems)} problem(s) found; nothing was sent.", err=True)
+
+
+def _escape_data(text: str) -> str:
+    # GitHub's workflow-command escaping (actions/toolkit, command.ts).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -249,7 +266,12 @@ def _print_result(result: Result) -> None:
 @click.pass_context
 @_errors_as_exit
 def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
-    """Check post files offline: schema, lengths and times."""
+    """Check post files offline: schema, lengths and times.
+
+    PATHS are files or folders (default: the posts folder). Every problem of
+    every file is listed as `path:line: message`; the exit status is 1 when
+    there is any.
+    """
     from .posts import load_posts
 
     config = _config(ctx)
@@ -261,13 +283,13 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
+    files: dict[Path, None] = {}
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(path.rglob("*.md")))
+            files.update(dict.fromkeys(sorted(path.rglob("*.md"))))
         else:
-            files.append(path)
-    return files
+            files[path] = None
+    return [path for path in files if not path.is_dir()]
 
 
 @main.group()

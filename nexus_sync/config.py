@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+import jsonschema
 import yaml
 
-from .errors import ConfigError
+from . import yamlstrict
+from .errors import ConfigError, FileProblem, InvalidConfig
 
 CONFIG_FILE = "nexus-sync.yaml"
 DEFAULT_API_URL = "https://nexus-share.com/api"
@@ -70,7 +74,33 @@ class Config:
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo | None:
+        """The default time zone of `scheduledFor`, from the bundled tz database."""
         return zoneinfo.ZoneInfo(self.timezone) if self.timezone else None
+
+
+# The type and range of each setting in nexus-sync.yaml. A key in FILE_KEYS
+# that is missing here is accepted as it is.
+FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "posts_dir": {"type": "string", "minLength": 1},
+        "timezone": {"type": "string", "minLength": 1},
+        "api_url": {"type": "string", "minLength": 1},
+        "client_id": {"type": "string", "minLength": 1},
+        "region": {"type": "string", "minLength": 1},
+        "auth_flow": {"enum": ["USER_PASSWORD_AUTH", "USER_SRP_AUTH"]},
+        "max_change_fraction": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+        },
+        "min_managed_for_safety": {"type": "integer", "minimum": 0},
+        "adoption_window_days": {"type": "number", "minimum": 0},
+        "bluesky_handle": {"type": "string", "minLength": 1},
+        "parallelism": {"type": "integer", "minimum": 1},
+        "retry_after_cap": {"type": "number", "minimum": 0},
+    },
+}
 
 
 def load_config(
@@ -83,7 +113,7 @@ def load_config(
     values: dict[str, Any] = {}
 
     path = root / CONFIG_FILE
-    if path.exists():
+    if path.is_file():
         values.update(_read_file(path))
 
     for variable, key in ENVIRONMENT.items():
@@ -92,37 +122,85 @@ def load_config(
 
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = Config(root=root, **values)
-    _check(config, path)
+    if not 0 < float(config.max_change_fraction) <= 1:
+        raise ConfigError("max_change_fraction must be in (0, 1]")
+    if int(config.parallelism) < 1:
+        raise ConfigError("parallelism must be at least 1")
     return config
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    """The settings of nexus-sync.yaml, or InvalidConfig naming every bad line."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path.name}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path.name}: expected a mapping of settings")
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise _invalid(1, "not UTF-8 text; save the file as UTF-8") from None
+    except OSError as error:
+        raise _invalid(1, f"cannot read the file: {error.strerror}") from None
 
-    unknown = sorted(set(data) - FILE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{path.name}: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(FILE_KEYS))}"
+    try:
+        node = yamlstrict.compose(text)
+        data = yamlstrict.construct(node) if node is not None else {}
+    except yamlstrict.DuplicateKey as error:
+        raise _invalid(
+            error.problem_mark.line + 1,
+            f"{error.key!r} is given twice (first on line "
+            f"{error.first_mark.line + 1}); keep one",
+        ) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        message = "; ".join(p for p in (error.context, error.problem) if p)
+        raise _invalid(
+            mark.line + 1 if mark else 1, f"invalid YAML: {message}"
+        ) from None
+    except (yaml.YAMLError, RecursionError) as error:
+        raise _invalid(1, f"invalid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise _invalid(1, "expected settings as keys and values, e.g. posts_dir: posts")
+
+    problems = [
+        FileProblem(
+            CONFIG_FILE,
+            yamlstrict.line_of(node, (key,), 1),
+            f"unknown setting {key!r}; the settings are {', '.join(sorted(FILE_KEYS))}",
         )
+        for key in data
+        if key not in FILE_KEYS
+    ]
+    problems += [
+        FileProblem(CONFIG_FILE, line, message)
+        for line, _, message in yamlstrict.schema_problems(
+            _file_validator(), data, node, 1
+        )
+    ]
+
+    timezone = data.get("timezone")
+    if isinstance(timezone, str) and timezone and not _is_zone(timezone):
+        problems.append(
+            FileProblem(
+                CONFIG_FILE,
+                yamlstrict.line_of(node, ("timezone",), 1),
+                f"timezone: {timezone!r} is not an IANA time zone name such as "
+                "Europe/Berlin",
+            )
+        )
+    if problems:
+        raise InvalidConfig(sorted(problems, key=lambda p: p.line))
     return data
 
 
-def _check(config: Config, path: Path) -> None:
-    if config.timezone:
-        try:
-            zoneinfo.ZoneInfo(config.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"{path.name}: timezone {config.timezone!r} is not an IANA time "
-                "zone name such as Europe/Berlin"
-            ) from None
-    if not 0 < float(config.max_change_fraction) <= 1:
-        raise ConfigError(f"{path.name}: max_change_fraction must be in (0, 1]")
-    if int(config.parallelism) < 1:
-        raise ConfigError("parallelism must be at least 1")
+def _invalid(line: int, message: str) -> InvalidConfig:
+    return InvalidConfig([FileProblem(CONFIG_FILE, line, message)])
+
+
+@functools.cache
+def _file_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(FILE_SCHEMA)
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
+import stat
 import unicodedata
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import frontmatter
 import jsonschema
 import yaml
 
@@ -24,11 +26,8 @@ log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 1_000_000
 PLATFORMS = ("x", "linkedin", "bluesky")
 
-# The frontmatter text starts with the newline of the opening `---` line, and
-# YAML counts lines from 0, so line 0 of the YAML is line 1 of the file.
-_FRONTMATTER_LINE_OFFSET = 1
-
-_handler = frontmatter.YAMLHandler()
+# The frontmatter's YAML starts on the line after the opening `---`.
+_YAML_FIRST_LINE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +89,7 @@ def normalize_content(text: str) -> str:
 
 def to_utc(value: str) -> str:
     """An ISO 8601 time with an offset, in the `...Z` form the service uses."""
-    moment = dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc)
+    moment = dt.datetime.fromisoformat(value).astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -99,19 +98,18 @@ def find_post_files(config: Config) -> list[Path]:
     base = config.posts_path
     if not base.is_dir():
         return []
-    return sorted(base.rglob("*.md"))
+    return sorted(path for path in base.rglob("*.md") if not path.is_dir())
 
 
 def load_posts(
     config: Config, paths: Iterable[Path] | None = None
 ) -> tuple[list[Post], list[PostError]]:
     """Read every post file; return the good posts and all problems found."""
-    schema = post_schema()
     posts: list[Post] = []
     problems: list[PostError] = []
     for path in find_post_files(config) if paths is None else paths:
         try:
-            posts.append(load_post(path, config, schema))
+            posts.append(load_post(path, config))
         except InvalidPost as invalid:
             problems.extend(invalid.problems)
     log.info("read %d post file(s), %d problem(s)", len(posts), len(problems))
@@ -119,12 +117,15 @@ def load_posts(
 
 
 class InvalidPost(Exception):
+    """Every problem of one file; `load_posts` gathers them for all files."""
+
     def __init__(self, problems: list[PostError]) -> None:
         super().__init__(problems)
         self.problems = problems
 
 
 def relative_name(path: Path, config: Config) -> str:
+    """The file's identity: its path from the repository root."""
     try:
         return path.absolute().relative_to(config.root.absolute()).as_posix()
     except ValueError:
@@ -138,25 +139,30 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
     front, body, body_line = _split(text, name)
     node, data = _parse_frontmatter(front, name)
 
-    problems = list(_schema_problems(data, node, name, schema or post_schema()))
-    if problems:
-        raise InvalidPost(problems)
+    # Every check runs, so that one pass shows the author all that is wrong;
+    # a check whose input the schema refused is skipped, not reported twice.
+    validator = _validator() if schema is None else _new_validator(schema)
+    schema_problems = yamlstrict.schema_problems(
+        validator, data, node, _YAML_FIRST_LINE
+    )
+    problems = [PostError(name, line, text) for line, _, text in schema_problems]
+    refused = {where[0] for _, where, _ in schema_problems if where}
 
-    content = normalize_content(body)
-    platforms = tuple(p.lower() for p in data["platforms"])
-    scheduled_line = _line_of(node, ("scheduledFor",))
+    scheduled_line = yamlstrict.line_of(node, ("scheduledFor",), _YAML_FIRST_LINE)
     scheduled_for = None
-    if "scheduledFor" in data:
+    if "scheduledFor" in data and "scheduledFor" not in refused:
         try:
             scheduled_for = parse_schedule(data["scheduledFor"], config)
         except ValueError as error:
             problems.append(PostError(name, scheduled_line, str(error)))
 
+    content = normalize_content(body)
+    platforms = _platforms(data.get("platforms"))
     for message in lengths.problems(content, platforms):
         problems.append(PostError(name, body_line, message))
-    if problems:
-        raise InvalidPost(problems)
 
+    if problems:
+        raise InvalidPost(sorted(problems, key=lambda p: p.line))
     return Post(
         path=name,
         content=content,
@@ -175,16 +181,20 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
 def parse_schedule(value: str, config: Config) -> str:
     """`scheduledFor` as a UTC time, reading a local time in the configured zone."""
     try:
-        moment = dt.datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case T and Z; Python's parser does not.
+        moment = dt.datetime.fromisoformat(value.upper())
     except ValueError:
-        raise ValueError(f"scheduledFor {value!r} is not an ISO 8601 time") from None
+        raise ValueError(
+            f"scheduledFor {value!r} is not a valid time; write it like "
+            "2030-01-20T10:00:00+01:00"
+        ) from None
     if moment.tzinfo is not None:
-        return to_utc(value)
+        return to_utc(moment.isoformat())
 
     zone = config.zone
     if zone is None:
         raise ValueError(
-            f"scheduledFor {value!r} has no UTC offset; add one "
+            f"scheduledFor {value} has no UTC offset; add one "
             f"(e.g. {value}+01:00 or {value}Z) or set timezone in nexus-sync.yaml"
         )
 
@@ -193,24 +203,28 @@ def parse_schedule(value: str, config: Config) -> str:
     early = moment.replace(tzinfo=zone, fold=0)
     late = moment.replace(tzinfo=zone, fold=1)
     if early.utcoffset() != late.utcoffset():
-        first, second = (t.astimezone(dt.timezone.utc) for t in (early, late))
+        first, second = (t.astimezone(dt.UTC) for t in (early, late))
         round_trip = first.astimezone(zone).replace(tzinfo=None)
-        stamp = "%Y-%m-%dT%H:%M:%SZ"
         if round_trip != moment:
             raise ValueError(
                 f"scheduledFor {value} does not exist in {config.timezone} (the "
-                f"clocks skip it); did you mean {second.strftime(stamp)} or "
-                f"{first.strftime(stamp)}? Write the time with its offset"
+                f"clocks skip it); did you mean {_stamp(second)} or "
+                f"{_stamp(first)}? Write the time with its offset"
             )
         raise ValueError(
             f"scheduledFor {value} occurs twice in {config.timezone}: "
-            f"{first.strftime(stamp)} or {second.strftime(stamp)}; write the "
-            "time with its offset to choose"
+            f"{_stamp(first)} or {_stamp(second)}; write the time with its "
+            "offset to choose"
         )
-    return to_utc(early.isoformat())
+    return _stamp(early.astimezone(dt.UTC))
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def post_schema() -> dict:
+    """schema/post.schema.json, the rules every frontmatter must follow."""
     return _load_schema("post.schema.json")
 
 
@@ -224,63 +238,136 @@ def _load_schema(name: str) -> dict:
     return _schemas[name]
 
 
+def _new_validator(schema: dict) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    # Built once: making a validator costs far more than using it on a file.
+    return _new_validator(post_schema())
+
+
 def _read_text(path: Path, name: str, config: Config) -> str:
+    def refuse(message: str, line: int = 1) -> InvalidPost:
+        return InvalidPost([PostError(name, line, message)])
+
     if path.is_symlink():
         target = path.resolve()
         if not target.is_relative_to(config.posts_path.resolve()):
-            raise InvalidPost(
-                [PostError(name, 1, "symbolic link to a file outside the posts folder")]
+            raise refuse(
+                f"symbolic link to {target}, outside the posts folder "
+                f"{config.posts_dir}/; copy the file instead"
             )
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as error:
-        raise InvalidPost([PostError(name, 1, f"cannot read: {error.strerror}")])
-    if size > MAX_FILE_BYTES:
-        raise InvalidPost(
-            [PostError(name, 1, f"file is {size} bytes; posts are at most 1 MB")]
+        raise refuse(f"cannot read the file: {error.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise refuse("not a regular file")
+    if status.st_size > MAX_FILE_BYTES:
+        raise refuse(
+            f"the file has {status.st_size} bytes; a post file has at most "
+            f"{MAX_FILE_BYTES} (1 MB)"
         )
 
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise refuse(f"cannot read the file: {error.strerror}") from None
     if b"\x00" in data:
-        raise InvalidPost([PostError(name, 1, "binary file, not a Markdown post")])
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise refuse("binary file (it contains NUL bytes), not a Markdown post", line)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise InvalidPost(
-            [PostError(name, line, f"not UTF-8 (byte {error.start}); save as UTF-8")]
+        raise refuse(
+            f"not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x}); "
+            "save the file as UTF-8",
+            line,
         ) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+    # A byte-order mark and CR or CRLF line endings are how some editors save;
+    # they must not change a single value, so they go before anything reads.
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _split(text: str, name: str) -> tuple[str, str, int]:
-    if not _handler.detect(text):
+    lines = yamlstrict.split_lines(text)
+    close = yamlstrict.closing_line(lines)
+    if close is None:
         raise InvalidPost(
             [PostError(name, 1, "no frontmatter: a post starts with a '---' line")]
         )
-    try:
-        front, body = _handler.split(text)
-    except ValueError:
+    if close == -1:
         raise InvalidPost(
-            [PostError(name, 1, "the frontmatter opened here never closes with '---'")]
-        ) from None
-    body_line = front.count("\n") + 2
+            [
+                PostError(
+                    name,
+                    1,
+                    "the frontmatter opened here never closes; end it with a "
+                    "'---' line",
+                )
+            ]
+        )
+    front = "".join(lines[1:close])
+    body = "".join(lines[close + 1 :])
+    # Messages about the body point at its first line of text, or at the
+    # closing `---` when there is none.
+    body_line = next(
+        (i + 1 for i in range(close + 1, len(lines)) if lines[i].strip()), close + 1
+    )
     return front, body, body_line
 
 
 def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     try:
         node = yamlstrict.compose(front)
-        data = yamlstrict.construct(node) if node is not None else {}
+        data = yamlstrict.construct(node) if node is not None else None
+    except yamlstrict.DuplicateKey as error:
+        first = error.first_mark.line + _YAML_FIRST_LINE
+        line = error.problem_mark.line + _YAML_FIRST_LINE
+        raise InvalidPost(
+            [
+                PostError(
+                    name,
+                    line,
+                    f"{error.key!r} is given twice (first on line {first}); keep one",
+                )
+            ]
+        ) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        line = mark.line + _FRONTMATTER_LINE_OFFSET if mark else 1
+        line = mark.line + _YAML_FIRST_LINE if mark else 1
         raise InvalidPost([PostError(name, line, _yaml_message(error))]) from None
     except (yaml.YAMLError, RecursionError) as error:
         raise InvalidPost([PostError(name, 1, f"invalid YAML: {error}")]) from None
-    if not isinstance(data, dict):
+
+    if data is None:
         raise InvalidPost(
-            [PostError(name, 2, "the frontmatter must be a mapping of keys")]
+            [
+                PostError(
+                    name,
+                    1,
+                    "the frontmatter is empty; a post needs at least "
+                    "platforms, e.g. platforms: [x]",
+                )
+            ]
+        )
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        raise InvalidPost(
+            [
+                PostError(
+                    name,
+                    _YAML_FIRST_LINE,
+                    f"the frontmatter is {kind}; it must be keys and values "
+                    "such as platforms: [x]",
+                )
+            ]
         )
     if isinstance(data.get("platforms"), list):
         data["platforms"] = [
@@ -289,53 +376,16 @@ def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     return node, data
 
 
+def _platforms(value: Any) -> tuple[str, ...]:
+    """The known platforms named, so lengths are checked even beside a typo."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(p for p in dict.fromkeys(value) if p in PLATFORMS)
+
+
 def _yaml_message(error: yaml.MarkedYAMLError) -> str:
     parts = [error.context, error.problem]
     return "invalid YAML: " + "; ".join(p for p in parts if p)
-
-
-def _schema_problems(
-    data: dict, node: yaml.Node | None, name: str, schema: dict
-) -> Iterable[PostError]:
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.path)):
-        where = tuple(error.absolute_path)
-        line = _line_of(node, where) if node is not None else 1
-        field = ".".join(str(p) for p in where) or "frontmatter"
-        yield PostError(name, line, f"{field}: {_schema_message(error)}")
-
-
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties", "unknown key(s)")
-    if error.validator == "anyOf" and error.schema_path[-2:] and "scheduledFor" in [
-        *error.path
-    ]:
-        return (
-            f"{error.instance!r} is not an ISO 8601 time such as "
-            "2030-01-20T10:00:00+01:00"
-        )
-    return error.message
-
-
-def _line_of(node: yaml.Node | None, where: tuple) -> int:
-    """The file line of the value at `where`, or of its nearest parent."""
-    line = 1 if node is None else node.start_mark.line + _FRONTMATTER_LINE_OFFSET
-    for step in where:
-        if isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if k.value == step]
-            if not match:
-                break
-            key, node = match[0]
-            line = key.start_mark.line + _FRONTMATTER_LINE_OFFSET
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-            node = node.value[step]
-            line = node.start_mark.line + _FRONTMATTER_LINE_OFFSET
-        else:
-            break
-    return line
 
 
 def _nexus_block(data: dict) -> NexusBlock:
