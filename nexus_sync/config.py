@@ -141,20 +141,10 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         node = yamlstrict.compose(text)
         data = yamlstrict.construct(node) if node is not None else {}
-    except yamlstrict.DuplicateKey as error:
-        raise _invalid(
-            error.problem_mark.line + 1,
-            f"{error.key!r} is given twice (first on line "
-            f"{error.first_mark.line + 1}); keep one",
-        ) from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        message = "; ".join(p for p in (error.context, error.problem) if p)
-        raise _invalid(
-            mark.line + 1 if mark else 1, f"invalid YAML: {message}"
-        ) from None
     except (yaml.YAMLError, RecursionError) as error:
-        raise _invalid(1, f"invalid YAML: {error}") from None
+        if isinstance(error, RecursionError):
+            error = yaml.YAMLError("the settings are nested too deeply")
+        raise _invalid(*yamlstrict.yaml_problem(error, 1)) from None
     if not isinstance(data, dict):
         raise _invalid(1, "expected settings as keys and values, e.g. posts_dir: posts")
 

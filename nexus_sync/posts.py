@@ -198,25 +198,24 @@ def parse_schedule(value: str, config: Config) -> str:
             f"(e.g. {value}+01:00 or {value}Z) or set timezone in nexus-sync.yaml"
         )
 
-    # A wall-clock time maps to one instant, to none (skipped by a DST jump)
-    # or to two (repeated when the clocks go back); only the first is usable.
+    # A wall-clock time maps to one instant, to none (skipped when the clocks
+    # go forward) or to two (repeated when they go back). Both readings are
+    # offered, each written so that it can be pasted into the file.
     early = moment.replace(tzinfo=zone, fold=0)
     late = moment.replace(tzinfo=zone, fold=1)
     if early.utcoffset() != late.utcoffset():
-        first, second = (t.astimezone(dt.UTC) for t in (early, late))
-        round_trip = first.astimezone(zone).replace(tzinfo=None)
-        if round_trip != moment:
-            raise ValueError(
-                f"scheduledFor {value} does not exist in {config.timezone} (the "
-                f"clocks skip it); did you mean {_stamp(second)} or "
-                f"{_stamp(first)}? Write the time with its offset"
-            )
-        raise ValueError(
-            f"scheduledFor {value} occurs twice in {config.timezone}: "
-            f"{_stamp(first)} or {_stamp(second)}; write the time with its "
-            "offset to choose"
+        instants = sorted(t.astimezone(dt.timezone.utc) for t in (early, late))
+        choices = " or ".join(
+            f"{t.astimezone(zone).isoformat()} ({_stamp(t)})" for t in instants
         )
-    return _stamp(early.astimezone(dt.UTC))
+        skipped = instants[0].astimezone(zone).replace(tzinfo=None) != moment
+        what = "does not exist" if skipped else "occurs twice"
+        why = "the clocks skip it" if skipped else "the clocks go back"
+        raise ValueError(
+            f"scheduledFor {value} {what} in {config.timezone} ({why}); "
+            f"write {choices}"
+        )
+    return _stamp(early.astimezone(dt.timezone.utc))
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -327,24 +326,11 @@ def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     try:
         node = yamlstrict.compose(front)
         data = yamlstrict.construct(node) if node is not None else None
-    except yamlstrict.DuplicateKey as error:
-        first = error.first_mark.line + _YAML_FIRST_LINE
-        line = error.problem_mark.line + _YAML_FIRST_LINE
-        raise InvalidPost(
-            [
-                PostError(
-                    name,
-                    line,
-                    f"{error.key!r} is given twice (first on line {first}); keep one",
-                )
-            ]
-        ) from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + _YAML_FIRST_LINE if mark else 1
-        raise InvalidPost([PostError(name, line, _yaml_message(error))]) from None
     except (yaml.YAMLError, RecursionError) as error:
-        raise InvalidPost([PostError(name, 1, f"invalid YAML: {error}")]) from None
+        if isinstance(error, RecursionError):
+            error = yaml.YAMLError("the frontmatter is nested too deeply")
+        line, message = yamlstrict.yaml_problem(error, _YAML_FIRST_LINE)
+        raise InvalidPost([PostError(name, line, message)]) from None
 
     if data is None:
         raise InvalidPost(
@@ -381,11 +367,6 @@ def _platforms(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
     return tuple(p for p in dict.fromkeys(value) if p in PLATFORMS)
-
-
-def _yaml_message(error: yaml.MarkedYAMLError) -> str:
-    parts = [error.context, error.problem]
-    return "invalid YAML: " + "; ".join(p for p in parts if p)
 
 
 def _nexus_block(data: dict) -> NexusBlock:

@@ -191,6 +191,26 @@ def closing_line(lines: Sequence[str]) -> int | None:
     return -1
 
 
+def yaml_problem(error: yaml.YAMLError, first_line: int) -> tuple[int, str]:
+    """A parse error as (file line, message); `first_line` is where the YAML starts."""
+    if isinstance(error, DuplicateKey):
+        first = error.first_mark.line + first_line
+        return (
+            error.problem_mark.line + first_line,
+            f"{error.key!r} is given twice (first on line {first}); keep one",
+        )
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return first_line, f"invalid YAML: {error}"
+    # At the end of the text, the line where the unfinished thing began helps
+    # more than the end itself.
+    mark = error.problem_mark or error.context_mark
+    if error.context_mark and "end of stream" in (error.problem or ""):
+        mark = error.context_mark
+    line = mark.line + first_line if mark else first_line
+    parts = [error.context, error.problem]
+    return line, "invalid YAML: " + "; ".join(part for part in parts if part)
+
+
 def line_of(node: yaml.Node | None, where: Iterable[Any], first_line: int) -> int:
     """The file line of the value at `where`, or of its nearest parent.
 
