@@ -144,7 +144,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     except (yaml.YAMLError, RecursionError) as error:
         if isinstance(error, RecursionError):
             error = yaml.YAMLError("the settings are nested too deeply")
-        raise _invalid(*yamlstrict.yaml_problem(error, 1)) from None
+        raise _invalid(*yamlstrict.yaml_problem(error, 1, text)) from None
     if not isinstance(data, dict):
         raise _invalid(1, "expected settings as keys and values, e.g. posts_dir: posts")
 

@@ -204,7 +204,7 @@ def parse_schedule(value: str, config: Config) -> str:
     early = moment.replace(tzinfo=zone, fold=0)
     late = moment.replace(tzinfo=zone, fold=1)
     if early.utcoffset() != late.utcoffset():
-        instants = sorted(t.astimezone(dt.timezone.utc) for t in (early, late))
+        instants = sorted(t.astimezone(dt.UTC) for t in (early, late))
         choices = " or ".join(
             f"{t.astimezone(zone).isoformat()} ({_stamp(t)})" for t in instants
         )
@@ -212,10 +212,9 @@ def parse_schedule(value: str, config: Config) -> str:
         what = "does not exist" if skipped else "occurs twice"
         why = "the clocks skip it" if skipped else "the clocks go back"
         raise ValueError(
-            f"scheduledFor {value} {what} in {config.timezone} ({why}); "
-            f"write {choices}"
+            f"scheduledFor {value} {what} in {config.timezone} ({why}); write {choices}"
         )
-    return _stamp(early.astimezone(dt.timezone.utc))
+    return _stamp(early.astimezone(dt.UTC))
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -283,8 +282,9 @@ def _read_text(path: Path, name: str, config: Config) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise refuse(
-            f"not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x}); "
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
             "save the file as UTF-8",
             line,
         ) from None
@@ -329,7 +329,7 @@ def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     except (yaml.YAMLError, RecursionError) as error:
         if isinstance(error, RecursionError):
             error = yaml.YAMLError("the frontmatter is nested too deeply")
-        line, message = yamlstrict.yaml_problem(error, _YAML_FIRST_LINE)
+        line, message = yamlstrict.yaml_problem(error, _YAML_FIRST_LINE, front)
         raise InvalidPost([PostError(name, line, message)]) from None
 
     if data is None:

@@ -191,8 +191,13 @@ def closing_line(lines: Sequence[str]) -> int | None:
     return -1
 
 
-def yaml_problem(error: yaml.YAMLError, first_line: int) -> tuple[int, str]:
-    """A parse error as (file line, message); `first_line` is where the YAML starts."""
+def yaml_problem(
+    error: yaml.YAMLError, first_line: int, text: str = ""
+) -> tuple[int, str]:
+    """A parse error of `text` as (file line, message).
+
+    `first_line` is the file line on which `text` starts.
+    """
     if isinstance(error, DuplicateKey):
         first = error.first_mark.line + first_line
         return (
@@ -204,7 +209,8 @@ def yaml_problem(error: yaml.YAMLError, first_line: int) -> tuple[int, str]:
     # At the end of the text, the line where the unfinished thing began helps
     # more than the end itself.
     mark = error.problem_mark or error.context_mark
-    if error.context_mark and "end of stream" in (error.problem or ""):
+    at_end = mark is not None and mark.index >= len(text.rstrip())
+    if error.context_mark and (at_end or "end of stream" in (error.problem or "")):
         mark = error.context_mark
     line = mark.line + first_line if mark else first_line
     parts = [error.context, error.problem]

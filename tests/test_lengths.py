@@ -34,9 +34,7 @@ def test_x_counts_every_twitter_text_conformance_case(case: dict) -> None:
 
     assert parsed.weightedLength == case["expected"]["weightedLength"]
     assert parsed.valid == case["expected"]["valid"]
-    assert lengths.x_weighted_length(case["text"]) == case["expected"][
-        "weightedLength"
-    ]
+    assert lengths.x_weighted_length(case["text"]) == case["expected"]["weightedLength"]
     assert (lengths.problems(case["text"], ("x",)) == []) == case["expected"]["valid"]
 
 

@@ -7,8 +7,8 @@ import os
 import shutil
 import time
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import jsonschema
 import pytest
@@ -291,7 +291,9 @@ def test_the_date_time_format_is_really_checked() -> None:
     assert "date-time" in jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers
     validator = posts_module._validator()
 
-    assert validator.is_valid({"platforms": ["x"], "scheduledFor": "2030-01-20T10:00:00Z"})
+    assert validator.is_valid(
+        {"platforms": ["x"], "scheduledFor": "2030-01-20T10:00:00Z"}
+    )
     assert not validator.is_valid(
         {"platforms": ["x"], "scheduledFor": "2030-02-30T10:00:00Z"}
     )

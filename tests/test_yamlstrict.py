@@ -48,7 +48,9 @@ def load(text: str) -> object:
         ("", None),
     ],
 )
-def test_scalars_are_read_as_yaml_1_2_without_guessing(text: str, value: object) -> None:
+def test_scalars_are_read_as_yaml_1_2_without_guessing(
+    text: str, value: object
+) -> None:
     assert load(f"key: {text}") == {"key": value}
 
 
@@ -108,7 +110,9 @@ def test_yaml_problem_points_at_the_start_of_an_unfinished_value() -> None:
 
 
 def test_line_of_finds_keys_items_and_falls_back_to_the_parent() -> None:
-    node = yamlstrict.compose("title: A\nplatforms:\n  - x\n  - bluesky\nnexus:\n  id: 1\n")
+    node = yamlstrict.compose(
+        "title: A\nplatforms:\n  - x\n  - bluesky\nnexus:\n  id: 1\n"
+    )
 
     assert yamlstrict.line_of(node, (), 2) == 2
     assert yamlstrict.line_of(node, ("platforms",), 2) == 3
@@ -180,7 +184,9 @@ _TRICKY = st.sampled_from(
 
 
 @settings(max_examples=300, derandomize=True, deadline=None)
-@given(st.one_of(_TRICKY, st.text(alphabet=string.printable + "é日🚀\u2028", max_size=30)))
+@given(
+    st.one_of(_TRICKY, st.text(alphabet=string.printable + "é日🚀\u2028", max_size=30))
+)
 def test_dumped_strings_read_back_as_the_same_strings_in_both_loaders(
     value: str,
 ) -> None:
