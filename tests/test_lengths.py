@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import unicodedata
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import DATA
-from twitter_text import parse_tweet
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nexus_sync import lengths
+
+# Through nexus_sync.lengths, which lets twitter-text-parser import without
+# pkg_resources.
+parse_tweet = lengths.parse_tweet
+extract_emojis_with_indices = lengths._twitter_text.extract_emojis_with_indices
+_config = lengths._twitter_text.config
 
 CONFORMANCE = yaml.safe_load(
     (DATA / "twitter-text" / "twitter-text-v3-lengths.yml").read_text("utf-8")
@@ -121,3 +130,80 @@ def test_every_platform_is_checked_at_once() -> None:
         "6002/3000 UTF-8 bytes for bluesky",
         "3001/3000 characters for linkedin",
     ]
+
+
+def test_the_light_emoji_are_exactly_those_twitter_text_counts_as_emoji() -> None:
+    ranges = _config.config["defaults"]["ranges"]
+    light = [
+        chr(code)
+        for span in ranges
+        if span["weight"] == 100
+        for code in range(span["start"], span["end"] + 1)
+    ]
+
+    counted_as_emoji = [char for char in light if extract_emojis_with_indices(char)]
+
+    assert counted_as_emoji == ["\u00a9", "\u00ae"]
+    assert all(lengths._X_LIGHT_EMOJI.fullmatch(char) for char in counted_as_emoji)
+
+
+_PIECES = st.sampled_from(
+    [
+        "a",
+        " ",
+        ".",
+        "Node.js",
+        "\n",
+        "日本",
+        "é",
+        "\u00a9",
+        "\u00ae",
+        "\u2014",
+        "\U0001f680",
+        FAMILY,
+        RAINBOW_FLAG,
+        "\U0001f1e9\U0001f1ea",
+        "1\ufe0f\u20e3",
+        "https://example.com/path",
+        "http://t.co/abc",
+        "example.org",
+        "nodejs.org/en",
+        "x" * 40,
+        "\ufffe",
+    ]
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(st.lists(_PIECES, max_size=60).map("".join))
+def test_the_quick_bound_never_changes_the_verdict_of_twitter_text(
+    text: str,
+) -> None:
+    parsed = parse_tweet(text)
+    problems = lengths._x_problems(text) if text else []
+
+    assert (problems == []) == (parsed.valid or not text)
+    if not lengths._X_INVALID.search(text):
+        assert lengths._x_upper_bound(text) >= parsed.weightedLength
+
+
+def test_x_counting_imports_without_pkg_resources(tmp_path: Path) -> None:
+    # twitter-text-parser imports pkg_resources, which setuptools 81 removed.
+    script = (
+        "import importlib.abc, sys, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pkg_resources':\n"
+        "            raise ModuleNotFoundError(name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from nexus_sync import lengths\n"
+        "print(lengths.x_weighted_length('Hi https://example.com 日本 🚀'))\n"
+        "print('pkg_resources' in sys.modules)\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+
+    assert done.stdout == "34\nFalse\n"
