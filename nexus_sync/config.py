@@ -139,8 +139,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise _invalid(1, f"cannot read the file: {error.strerror}") from None
 
     try:
-        node = yamlstrict.compose(text)
-        data = yamlstrict.construct(node) if node is not None else {}
+        node, data = yamlstrict.load(text)
+        data = {} if node is None else data
     except (yaml.YAMLError, RecursionError) as error:
         if isinstance(error, RecursionError):
             error = yaml.YAMLError("the settings are nested too deeply")

@@ -9,11 +9,12 @@ import json
 import logging
 import stat
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 import yaml
 
@@ -141,10 +142,13 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
 
     # Every check runs, so that one pass shows the author all that is wrong;
     # a check whose input the schema refused is skipped, not reported twice.
-    validator = _validator() if schema is None else _new_validator(schema)
-    schema_problems = yamlstrict.schema_problems(
-        validator, data, node, _YAML_FIRST_LINE
-    )
+    if schema is None and _quick_check()(data):
+        schema_problems = []
+    else:
+        validator = _validator() if schema is None else _new_validator(schema)
+        schema_problems = yamlstrict.schema_problems(
+            validator, data, node, _YAML_FIRST_LINE
+        )
     problems = [PostError(name, line, text) for line, _, text in schema_problems]
     refused = {where[0] for _, where, _ in schema_problems if where}
 
@@ -248,6 +252,38 @@ def _validator() -> jsonschema.Draft202012Validator:
     return _new_validator(post_schema())
 
 
+@functools.cache
+def _quick_check() -> Callable[[Any], bool]:
+    """Whether data passes the post schema, some twenty times faster.
+
+    jsonschema walks the schema anew for every file, which costs more than
+    reading and parsing the file; fastjsonschema compiles it to Python once.
+    It only answers yes or no: for the messages and their lines, a file that
+    fails is checked again by jsonschema. Both read the same schema, formats
+    checked by the same function, and tests/test_posts.py checks that they
+    agree. The schema's keywords mean the same in draft 7, which
+    fastjsonschema implements, as in 2020-12.
+    """
+    schema = dict(
+        post_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"}
+    )
+    check = fastjsonschema.compile(schema, formats={"date-time": _is_date_time})
+
+    def passes(data: Any) -> bool:
+        try:
+            check(data)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return passes
+
+
+def _is_date_time(value: str) -> bool:
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    return checker.conforms(value, "date-time")
+
+
 def _read_text(path: Path, name: str, config: Config) -> str:
     def refuse(message: str, line: int = 1) -> InvalidPost:
         return InvalidPost([PostError(name, line, message)])
@@ -324,8 +360,7 @@ def _split(text: str, name: str) -> tuple[str, str, int]:
 
 def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     try:
-        node = yamlstrict.compose(front)
-        data = yamlstrict.construct(node) if node is not None else None
+        node, data = yamlstrict.load(front)
     except (yaml.YAMLError, RecursionError) as error:
         if isinstance(error, RecursionError):
             error = yaml.YAMLError("the frontmatter is nested too deeply")

@@ -65,8 +65,7 @@ def _block_end(lines: list[str], start: int, close: int) -> int:
 
 def _holds(lines: list[str], block: dict[str, Any]) -> bool:
     try:
-        node = yamlstrict.compose("".join(lines))
-        current = yamlstrict.construct(node) if node is not None else None
+        current = yamlstrict.load("".join(lines))[1]
     except yaml.YAMLError:
         return False
     return isinstance(current, dict) and current.get("nexus") == block

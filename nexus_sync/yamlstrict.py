@@ -146,14 +146,7 @@ def split_lines(text: str) -> list[str]:
 
 def compose(text: str) -> yaml.Node | None:
     """Parse `text` into one node tree, refusing anchors and aliases."""
-    loader = StrictLoader(text)
-    try:
-        node = loader.get_single_node()
-    finally:
-        loader.dispose()
-    if node is not None:
-        _refuse_aliases(node)
-    return node
+    return load(text)[0]
 
 
 def construct(node: yaml.Node) -> Any:
@@ -161,6 +154,19 @@ def construct(node: yaml.Node) -> Any:
     loader = StrictLoader("")
     try:
         return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree of `text` (for lines) and its values, in one pass."""
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        # Without `&` or `*` there can be no anchor and no alias.
+        if node is not None and ("&" in text or "*" in text):
+            _refuse_aliases(node)
+        return node, loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
 

@@ -12,6 +12,7 @@ import yaml
 from conftest import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from nexus_sync import lengths
 
 # Through nexus_sync.lengths, which lets twitter-text-parser import without

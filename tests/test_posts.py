@@ -14,6 +14,8 @@ import jsonschema
 import pytest
 import yaml
 from conftest import DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nexus_sync import posts as posts_module
 from nexus_sync.config import Config, load_config
@@ -364,3 +366,63 @@ def test_all_problems_of_a_file_come_at_once_in_line_order(tmp_path: Path) -> No
         "posts/many.md:6: 301/280 weighted characters for x",
         "posts/many.md:6: 301/300 graphemes for bluesky",
     ]
+
+
+_ANY_VALUE = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 3),
+        st.floats(allow_nan=False, width=16),
+        st.sampled_from(
+            [
+                "x",
+                "X",
+                "bluesky",
+                "linkedin",
+                "myspace",
+                "now",
+                "later",
+                "DRAFT",
+                "PUBLISHED",
+                "2030-01-20T10:00:00Z",
+                "2030-01-20t10:00:00+01:00",
+                "2030-02-30T10:00:00Z",
+                "2030-01-20 10:00",
+                "2030-01-20T10:00:00.5",
+                "10:30",
+                "",
+                "t" * 501,
+            ]
+        ),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["x", "id", "status", "k"]), children, max_size=3
+        ),
+    ),
+    max_leaves=6,
+)
+_KEYS = st.sampled_from(
+    ["title", "platforms", "scheduledFor", "draft", "publish", "nexus", "extra"]
+)
+_NEXUS_KEYS = st.sampled_from(
+    ["id", "status", "publishedAt", "error", "externalIds", "urls", "other"]
+)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    st.dictionaries(_KEYS, _ANY_VALUE, max_size=6),
+    st.dictionaries(_NEXUS_KEYS, _ANY_VALUE, max_size=4),
+    st.lists(st.sampled_from(["x", "bluesky", "linkedin", "X", "tiktok"]), max_size=4),
+)
+def test_the_quick_schema_check_agrees_with_jsonschema(
+    data: dict, nexus: dict, platforms: list
+) -> None:
+    data = {**data, "platforms": platforms}
+    if "nexus" in data:
+        data["nexus"] = nexus
+
+    assert posts_module._quick_check()(data) == posts_module._validator().is_valid(data)
