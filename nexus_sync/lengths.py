@@ -82,6 +82,7 @@ _X_LIGHT_EMOJI = regex.compile("[\u00a9\u00ae]")
 # Every URL twitter-text finds has a dot followed by its top-level domain.
 _X_URL_DOT = regex.compile(r"\.\w")
 _X_URL_WEIGHT = 23
+_X_URL_MIN_WEIGHT = 3
 
 
 def x_weighted_length(content: str) -> int:
@@ -140,16 +141,17 @@ def _x_upper_bound(content: str) -> int:
 
     Each character weighs 1 or 2; a URL counts 23 in place of its characters;
     an emoji counts 2 in place of its characters, which weigh 2 or more except
-    for a lone light emoji. So the weights of the characters, plus 23 for each
-    possible URL, plus 1 for each light emoji, bound the count from above.
+    for a lone light emoji. Every URL holds a dot followed by its top-level
+    domain, after a name of at least one character, so it weighs 3 or more and
+    adds at most 20. Only when that bound is too loose are the URLs found.
     """
     weight = len(content) + len(_X_HEAVY.findall(content))
     weight += len(_X_LIGHT_EMOJI.findall(content))
     possible_urls = len(_X_URL_DOT.findall(content))
-    if weight + _X_URL_WEIGHT * possible_urls <= X_MAX or not possible_urls:
-        return weight + _X_URL_WEIGHT * possible_urls
+    bound = weight + (_X_URL_WEIGHT - _X_URL_MIN_WEIGHT) * possible_urls
+    if bound <= X_MAX or not possible_urls:
+        return bound
 
-    # Finding the URLs costs far less than the full count.
     for url in _extract_urls(content):
         text = url["url"]
         weight += _X_URL_WEIGHT - len(text) - len(_X_HEAVY.findall(text))

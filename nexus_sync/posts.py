@@ -7,6 +7,8 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
+import re
 import stat
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -127,10 +129,18 @@ class InvalidPost(Exception):
 
 def relative_name(path: Path, config: Config) -> str:
     """The file's identity: its path from the repository root."""
-    try:
-        return path.absolute().relative_to(config.root.absolute()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    root = _root_prefix(config.root)
+    absolute = str(path)
+    if not absolute.startswith(root):
+        absolute = os.path.abspath(path)
+    if absolute.startswith(root):
+        return Path(absolute[len(root) :]).as_posix()
+    return path.as_posix()
+
+
+@functools.lru_cache(maxsize=8)
+def _root_prefix(root: Path) -> str:
+    return os.path.join(os.path.abspath(root), "")
 
 
 def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
@@ -288,15 +298,16 @@ def _read_text(path: Path, name: str, config: Config) -> str:
     def refuse(message: str, line: int = 1) -> InvalidPost:
         return InvalidPost([PostError(name, line, message)])
 
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(config.posts_path.resolve()):
-            raise refuse(
-                f"symbolic link to {target}, outside the posts folder "
-                f"{config.posts_dir}/; copy the file instead"
-            )
     try:
-        status = path.stat()
+        status = path.lstat()
+        if stat.S_ISLNK(status.st_mode):
+            target = path.resolve()
+            if not target.is_relative_to(config.posts_path.resolve()):
+                raise refuse(
+                    f"symbolic link to {target}, outside the posts folder "
+                    f"{config.posts_dir}/; copy the file instead"
+                )
+            status = path.stat()
     except OSError as error:
         raise refuse(f"cannot read the file: {error.strerror}") from None
     if not stat.S_ISREG(status.st_mode):
@@ -330,14 +341,20 @@ def _read_text(path: Path, name: str, config: Config) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
+# On text whose lines end in `\n` only, the same boundary as
+# yamlstrict.BOUNDARY, found without splitting the body into lines.
+_CLOSING = re.compile(r"^-{3,}[ \t]*$", re.MULTILINE)
+
+
 def _split(text: str, name: str) -> tuple[str, str, int]:
-    lines = yamlstrict.split_lines(text)
-    close = yamlstrict.closing_line(lines)
-    if close is None:
+    first_end = text.find("\n")
+    first = text if first_end == -1 else text[:first_end]
+    if not yamlstrict.BOUNDARY.match(first):
         raise InvalidPost(
             [PostError(name, 1, "no frontmatter: a post starts with a '---' line")]
         )
-    if close == -1:
+    close = None if first_end == -1 else _CLOSING.search(text, first_end + 1)
+    if close is None:
         raise InvalidPost(
             [
                 PostError(
@@ -348,13 +365,16 @@ def _split(text: str, name: str) -> tuple[str, str, int]:
                 )
             ]
         )
-    front = "".join(lines[1:close])
-    body = "".join(lines[close + 1 :])
+    front = text[first_end + 1 : close.start()]
+    body = text[close.end() + 1 :]
+    close_line = front.count("\n") + 2
     # Messages about the body point at its first line of text, or at the
     # closing `---` when there is none.
-    body_line = next(
-        (i + 1 for i in range(close + 1, len(lines)) if lines[i].strip()), close + 1
-    )
+    leading = len(body) - len(body.lstrip())
+    if body[leading:]:
+        body_line = close_line + 1 + body.count("\n", 0, leading)
+    else:
+        body_line = close_line
     return front, body, body_line
 
 
