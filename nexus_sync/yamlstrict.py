@@ -146,7 +146,14 @@ def split_lines(text: str) -> list[str]:
 
 def compose(text: str) -> yaml.Node | None:
     """Parse `text` into one node tree, refusing anchors and aliases."""
-    return load(text)[0]
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+    finally:
+        loader.dispose()
+    if node is not None and ("&" in text or "*" in text):
+        _refuse_aliases(node)
+    return node
 
 
 def construct(node: yaml.Node) -> Any:
