@@ -159,7 +159,7 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
         schema_problems = yamlstrict.schema_problems(
             validator, data, node, _YAML_FIRST_LINE
         )
-    problems = [PostError(name, line, text) for line, _, text in schema_problems]
+    problems = [PostError(name, line, message) for line, _, message in schema_problems]
     refused = {where[0] for _, where, _ in schema_problems if where}
 
     scheduled_line = yamlstrict.line_of(node, ("scheduledFor",), _YAML_FIRST_LINE)
