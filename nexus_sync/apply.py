@@ -107,12 +107,14 @@ class Applier:
             return f"forgot {change.message_id}"
 
         if action in (plans.ADOPT, plans.WRITEBACK):
+            if change.replaces:
+                self._record(change.replaces, None)
             self._write(post, change.message)
-            return f"recorded {change.message.id}"
-
-        if action == plans.CREATE:
+            message_id = change.message.id
+            verb = f"recorded {message_id}"
+        elif action == plans.CREATE:
             data = await self.client.create_message(
-                request_body(post), idempotency_key("create", post)
+                request_body(post), idempotency_key("create", post, change.replaces)
             )
             if change.replaces:
                 self._record(change.replaces, None)

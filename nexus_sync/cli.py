@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -14,17 +15,13 @@ from typing import Any, Callable
 import click
 
 from . import __version__, render
+from . import plan as plans
 from .apply import Result, apply_plan
 from .config import Config, load_config
-from .errors import (
-    FileProblem,
-    InvalidConfig,
-    InvalidPosts,
-    NexusSyncError,
-    PlanMismatch,
-    TooMuchChange,
-)
-from .plan import Plan
+from .errors import FileProblem, InvalidConfig, InvalidPosts, NexusSyncError
+from .importer import import_messages
+from .posts import load_posts
+from .plan import Message, Plan, check_apply
 from .session import LOCAL_STATE_DIR, open_client, plan_for
 
 log = logging.getLogger("nexus_sync")
@@ -138,6 +135,11 @@ def _config(ctx: click.Context, **overrides: Any) -> Config:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the plan as JSON, for `nexus-sync apply FILE`.",
 )
+@click.option(
+    "--prune-unmanaged",
+    is_flag=True,
+    help="Also delete drafts and scheduled messages that no post file manages.",
+)
 @click.pass_context
 @_errors_as_exit
 def plan(
@@ -147,13 +149,14 @@ def plan(
     output_format: str,
     detailed_exitcode: bool,
     out: Path | None,
+    prune_unmanaged: bool,
 ) -> None:
     """Show what apply would change, without changing anything."""
     config = _config(ctx, api_url=api_url)
 
     async def run() -> Plan:
         async with open_client(config, local) as client:
-            return (await plan_for(config, client))[0]
+            return (await plan_for(config, client, prune_unmanaged))[0]
 
     result = asyncio.run(run())
     _print_plan(result, output_format)
@@ -181,6 +184,11 @@ def _print_plan(result: Plan, output_format: str) -> None:
 @click.option("--expect-checksum", help="Refuse unless the plan has this checksum.")
 @click.option("--force", is_flag=True, help="Apply even past the safety thresholds.")
 @click.option(
+    "--prune-unmanaged",
+    is_flag=True,
+    help="Also delete drafts and scheduled messages that no post file manages.",
+)
+@click.option(
     "--parallelism", type=click.IntRange(min=1), help="Changes in flight at once."
 )
 @click.pass_context
@@ -192,18 +200,20 @@ def apply(
     plan_file: Path | None,
     expect_checksum: str | None,
     force: bool,
+    prune_unmanaged: bool,
     parallelism: int | None,
 ) -> None:
     """Plan, then make the account match the post files."""
     config = _config(ctx, api_url=api_url, parallelism=parallelism)
     if plan_file:
-        expect_checksum = _saved_checksum(plan_file)
+        expect_checksum, saved_prune = _saved_plan(plan_file)
+        prune_unmanaged = prune_unmanaged or saved_prune
 
     async def run() -> Result | None:
         async with open_client(config, local) as client:
-            current, inventory = await plan_for(config, client)
+            current, inventory = await plan_for(config, client, prune_unmanaged)
             click.echo(render.as_text(current), nl=False)
-            _check_plan(current, config, expect_checksum, force)
+            check_apply(current, config, expect_checksum, force)
             if not current.has_changes:
                 return None
             return await apply_plan(
@@ -218,34 +228,15 @@ def apply(
         sys.exit(1)
 
 
-def _saved_checksum(plan_file: Path) -> str:
+def _saved_plan(plan_file: Path) -> tuple[str, bool]:
+    """The checksum and the options of a plan saved by `plan --out`."""
     try:
-        return json.loads(plan_file.read_text("utf-8"))["checksum"]
+        saved = json.loads(plan_file.read_text("utf-8"))
+        return saved["checksum"], bool(saved["options"]["prune_unmanaged"])
     except (ValueError, KeyError, TypeError):
         raise NexusSyncError(
             f"{plan_file}: not a plan saved by `nexus-sync plan --out`"
         ) from None
-
-
-def _check_plan(
-    current: Plan, config: Config, expected: str | None, force: bool
-) -> None:
-    if expected and expected != current.checksum:
-        raise PlanMismatch(
-            f"the plan changed since it was reviewed (checksum {current.checksum}, "
-            f"expected {expected}); run `nexus-sync plan` again and review it"
-        )
-    if (
-        not force
-        and current.managed >= config.min_managed_for_safety
-        and current.risky_count > config.max_change_fraction * current.managed
-    ):
-        raise TooMuchChange(
-            f"this plan deletes or updates {current.risky_count} of "
-            f"{current.managed} managed messages, more than "
-            f"{config.max_change_fraction:.0%} (max_change_fraction); review it "
-            "and run again with --force if it is what you want"
-        )
 
 
 def _print_result(result: Result) -> None:
@@ -262,6 +253,67 @@ def _print_result(result: Result) -> None:
 
 
 @main.command()
+@_connection_options
+@click.pass_context
+@_errors_as_exit
+def refresh(ctx: click.Context, local: bool, api_url: str | None) -> None:
+    """Write back what changed remotely (published, failed); change nothing else."""
+    config = _config(ctx, api_url=api_url)
+
+    async def run() -> Result:
+        async with open_client(config, local) as client:
+            current, inventory = await plan_for(config, client)
+            writebacks = tuple(
+                c for c in current.changes if c.action == plans.WRITEBACK
+            )
+            only = dataclasses.replace(current, changes=writebacks)
+            return await apply_plan(only, client, config, inventory, 1)
+
+    result = asyncio.run(run())
+    for change, _ in result.done:
+        written = ", ".join(
+            f"{f.name.removeprefix('nexus.')} {render.show(f.new)}"
+            for f in change.fields
+        )
+        click.echo(f"{change.path}: {written or 'recorded in the inventory'}")
+    click.echo(f"Refresh: {len(result.done)} post file(s) updated.")
+    if not result.ok:
+        _print_result(result)
+        sys.exit(1)
+
+
+@main.command("import")
+@_connection_options
+@click.pass_context
+@_errors_as_exit
+def import_(ctx: click.Context, local: bool, api_url: str | None) -> None:
+    """Write a post file for each message that no file manages, and record it."""
+    config = _config(ctx, api_url=api_url)
+
+    async def run() -> list[tuple[str, Message]]:
+        async with open_client(config, local) as client:
+            current, inventory = await plan_for(config, client)
+            return import_messages(list(current.unmanaged), config, inventory)
+
+    written = asyncio.run(run())
+    for path, message in written:
+        click.echo(f"{path}: imported {message.id} ({message.status})")
+    click.echo(f"Import: {len(written)} post file(s) written.")
+
+    # The service may hold content that a post file may not (too long for a
+    # platform, say); the next plan would stop on it, so say so now.
+    _, problems = load_posts(config, [config.root / path for path, _ in written])
+    for problem in problems:
+        click.echo(f"Warning: {problem}", err=True)
+    if problems:
+        click.echo(
+            f"{len(problems)} problem(s) in imported files; fix them before the "
+            "next plan.",
+            err=True,
+        )
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
 @_errors_as_exit
@@ -272,8 +324,6 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     every file is listed as `path:line: message`; the exit status is 1 when
     there is any.
     """
-    from .posts import load_posts
-
     config = _config(ctx)
     files = _expand(paths) if paths else None
     posts, problems = load_posts(config, files)

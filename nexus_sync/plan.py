@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
 from .config import Config
-from .errors import InvalidPosts, PostError
+from .errors import InvalidPosts, PlanMismatch, PostError, TooMuchChange
 from .inventory import INVENTORY_FILE
 from .posts import NexusBlock, Post, normalize_content
 
@@ -34,6 +34,10 @@ REMOTE_ACTIONS = (CREATE, UPDATE, PUBLISH, DELETE)
 
 EDITABLE = ("DRAFT", "SCHEDULED", "FAILED")
 ADOPTABLE_ANY_AGE = ("DRAFT", "SCHEDULED")
+# The keys of a nexus: block, in the order it is written.
+BLOCK_KEYS = ("id", "status", "publishedAt", "error", "externalIds", "urls")
+# Statuses a DELETE may remove; a published post stays where it went out.
+PRUNABLE = ("DRAFT", "SCHEDULED", "FAILED")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +101,15 @@ class Change:
         return self.action in REMOTE_ACTIONS
 
     def identity(self) -> dict[str, Any]:
-        """What the checksum covers: the decision, not the moment it was made."""
+        """What the checksum covers: the decision and what it was made from."""
         return {
             "action": self.action,
             "path": self.path,
             "id": self.message_id,
-            "fields": {f.name: f.new for f in self.fields},
+            "fields": [[f.name, f.old, f.new] for f in self.fields],
             "publish": self.publish,
+            "body": request_body(self.post) if self.action == CREATE else None,
+            "replaces": self.replaces,
         }
 
 
@@ -116,6 +122,7 @@ class Plan:
     unmanaged: tuple[Message, ...]
     managed: int
     warnings: tuple[str, ...] = ()
+    prune_unmanaged: bool = False
 
     @property
     def checksum(self) -> str:
@@ -133,8 +140,41 @@ class Plan:
 
     @property
     def risky_count(self) -> int:
-        """Managed messages this plan deletes or patches; creates never count."""
+        """Messages this plan deletes or patches; creates never count."""
         return self.count(DELETE) + self.count(UPDATE)
+
+    @property
+    def pruned(self) -> int:
+        """Unmanaged messages deleted because of --prune-unmanaged."""
+        return sum(1 for c in self.changes if c.action == DELETE and c.path is None)
+
+
+def check_apply(
+    plan: Plan, config: Config, expected_checksum: str | None, force: bool
+) -> None:
+    """Refuse a plan that is not the one reviewed, or that changes too much."""
+    if expected_checksum and expected_checksum != plan.checksum:
+        raise PlanMismatch(
+            f"the plan changed since it was reviewed (checksum {plan.checksum}, "
+            f"expected {expected_checksum}); run `nexus-sync plan` again and "
+            "review it"
+        )
+
+    # Pruned messages count as managed here, so that pruning a whole account
+    # is as visible as deleting every post file.
+    base = plan.managed + plan.pruned
+    if (
+        not force
+        and base >= config.min_managed_for_safety
+        and plan.risky_count > config.max_change_fraction * base
+    ):
+        raise TooMuchChange(
+            f"this plan deletes or updates {plan.risky_count} of {base} managed "
+            f"messages, more than max_change_fraction {config.max_change_fraction:g}"
+            f" ({config.max_change_fraction:.0%}, checked from "
+            f"min_managed_for_safety {config.min_managed_for_safety}); review it "
+            "and run again with --force if it is what you want"
+        )
 
 
 def make_plan(
@@ -143,17 +183,17 @@ def make_plan(
     remote: Iterable[Message],
     now: dt.datetime,
     config: Config,
+    prune_unmanaged: bool = False,
 ) -> Plan:
     """Decide what to do so that the account matches the post files."""
     posts = sorted(posts, key=lambda p: p.path)
     remote_by_id = {m.id: m for m in remote}
-    by_path = {p.path: p for p in posts}
     problems: list[PostError] = []
     warnings: list[str] = []
 
     # Which file owns which message: the inventory decides, a file whose id
     # the inventory lacks claims it, and a copy of a file is a new post.
-    claims = _claims(posts, inventory, by_path, problems)
+    claims, copies = _claims(posts, inventory, problems)
     managed_ids = set(inventory) | set(claims.values())
 
     adoptable = _adoptable(remote_by_id, managed_ids, now, config)
@@ -164,40 +204,66 @@ def make_plan(
         message_id = claims.get(post.path)
         message = remote_by_id.get(message_id) if message_id else None
 
-        if message_id and message is None:
-            if post.nexus.status == "PUBLISHED":
-                warnings.append(
-                    f"{post.path}: message {message_id} was published and is gone "
-                    "from Nexus Share; it is not posted again"
-                )
+        if message is not None:
+            change = _compare(post, message, inventory, now, config, problems)
+            warnings.extend(_warnings(post, message, change))
+            if change is None:
                 unchanged += 1
-                continue
-            note = f"message {message_id} no longer exists; creating it again"
-            changes.append(_create(post, now, problems, note, replaces=message_id))
+            else:
+                changes.append(change)
             continue
 
-        if message is None:
-            twin = adoptable.pop(_fingerprint_post(post), None)
-            if twin:
-                message = twin.pop(0)
-                if twin:
-                    adoptable[_fingerprint_post(post)] = twin
-                changes.append(
-                    Change(ADOPT, post.path, message.id, post=post, message=message)
-                )
-                continue
-            changes.append(_create(post, now, problems))
-            continue
-
-        change = _compare(post, message, inventory, now, config, problems, warnings)
-        if change is None:
+        if message_id and post.nexus.status == "PUBLISHED":
+            warnings.append(
+                f"{post.path}: message {message_id} was published and is gone "
+                "from Nexus Share; it is not posted again"
+            )
             unchanged += 1
+            continue
+
+        # A post without a message. An identical unmanaged message is adopted
+        # rather than sent again: it may be the create of a crashed apply.
+        if message_id:
+            note = f"message {message_id} no longer exists in Nexus Share"
+        elif post.path in copies:
+            note = (
+                f"a copy of {copies[post.path]}: a new post; its nexus: block "
+                "is replaced"
+            )
         else:
-            changes.append(change)
+            note = None
+        twin = _take_twin(adoptable, post)
+        if twin is not None:
+            changes.append(
+                Change(
+                    ADOPT,
+                    post.path,
+                    twin.id,
+                    publish=post.publish_now and twin.status in ADOPTABLE_ANY_AGE,
+                    post=post,
+                    message=twin,
+                    note=_join(note, f"adopts the identical message {twin.id}"),
+                    replaces=message_id,
+                )
+            )
+        else:
+            _check_future(post, now, problems)
+            note = _join(note, "creating it again" if message_id else None)
+            changes.append(
+                Change(
+                    CREATE,
+                    post.path,
+                    publish=post.publish_now,
+                    post=post,
+                    note=note,
+                    replaces=message_id,
+                )
+            )
 
     # Messages whose file is gone: cancel what has not gone out, forget the rest.
+    claimed = set(claims.values())
     for message_id, path in sorted(inventory.items(), key=lambda item: item[1]):
-        if message_id in claims.values():
+        if message_id in claimed:
             continue
         message = remote_by_id.get(message_id)
         if message is not None and message.status in ADOPTABLE_ANY_AGE:
@@ -214,18 +280,27 @@ def make_plan(
         for m in sorted(remote_by_id.values(), key=lambda m: m.id)
         if m.id not in managed_ids and m.id not in adopted
     )
-    for change in changes:
-        if change.message and change.message.status == "FAILED":
-            warnings.append(
-                f"{change.path}: message {change.message_id} FAILED: "
-                f"{change.message.error or 'no reason given'}"
-            )
+    if prune_unmanaged:
+        for message in unmanaged:
+            if message.status in PRUNABLE:
+                changes.append(
+                    Change(
+                        DELETE,
+                        None,
+                        message.id,
+                        message=message,
+                        note="unmanaged; deleted by --prune-unmanaged",
+                    )
+                )
+        unmanaged = tuple(m for m in unmanaged if m.status not in PRUNABLE)
+
     plan = Plan(
         changes=tuple(changes),
         unchanged=unchanged,
         unmanaged=unmanaged,
         managed=len(managed_ids),
         warnings=tuple(warnings),
+        prune_unmanaged=prune_unmanaged,
     )
     log.info(
         "plan: %d change(s), %d unchanged, %d unmanaged",
@@ -280,47 +355,49 @@ def patch_body(change: Change) -> dict[str, Any]:
 
 
 def _claims(
-    posts: list[Post],
-    inventory: Mapping[str, str],
-    by_path: Mapping[str, Post],
-    problems: list[PostError],
-) -> dict[str, str]:
+    posts: list[Post], inventory: Mapping[str, str], problems: list[PostError]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each file's message (path to id), and the files that are copies."""
+    by_path = {post.path: post for post in posts}
     claims: dict[str, str] = {}
-    unrecorded: dict[str, list[Post]] = defaultdict(list)
-    recorded_for = {path: message_id for message_id, path in inventory.items()}
+
+    # The inventory decides first: a recorded file that is still there keeps
+    # its message, also when its nexus: block was removed by hand.
+    for message_id, path in inventory.items():
+        post = by_path.get(path)
+        if post is not None and post.nexus.id in (None, message_id):
+            claims[path] = message_id
+    owners = {message_id: path for path, message_id in claims.items()}
+
+    # A file naming a message that another file owns is a copy: a new post.
+    # Otherwise it claims the message (renamed, or the inventory was lost),
+    # unless a second file claims it too and nothing decides between them.
+    copies: dict[str, str] = {}
+    claimants: dict[str, list[Post]] = defaultdict(list)
     for post in posts:
         message_id = post.nexus.id
-        if not message_id:
-            # A file whose nexus: block was removed by hand keeps its message.
-            if post.path in recorded_for:
-                claims[post.path] = recorded_for[post.path]
+        if post.path in claims or not message_id:
             continue
-        owner = inventory.get(message_id)
-        if owner is None:
-            unrecorded[message_id].append(post)
-        elif owner == post.path:
-            claims[post.path] = message_id
+        if message_id in owners:
+            copies[post.path] = owners[message_id]
         else:
-            other = by_path.get(owner)
-            if other is None or other.nexus.id != message_id:
-                claims[post.path] = message_id  # renamed, or taken over
-            # else: a copy of another file; it becomes a new post
+            claimants[message_id].append(post)
 
-    for message_id, claimants in unrecorded.items():
-        if len(claimants) > 1:
-            first, *rest = claimants
-            for other in rest:
-                problems.append(
-                    PostError(
-                        other.path,
-                        1,
-                        f"claims message {message_id}, as {first.path} does; "
-                        "remove the nexus: block from the file that is a copy",
-                    )
+    for message_id, group in claimants.items():
+        first, *others = group
+        if not others:
+            claims[first.path] = message_id
+        for other in others:
+            problems.append(
+                PostError(
+                    other.path,
+                    other.line,
+                    f"claims message {message_id}, as {first.path} does; keep "
+                    "the nexus: block only in the file that owns the message "
+                    "and remove it from the copy",
                 )
-        else:
-            claims[claimants[0].path] = message_id
-    return claims
+            )
+    return claims, copies
 
 
 def _adoptable(
@@ -342,6 +419,16 @@ def _adoptable(
     return found
 
 
+def _take_twin(adoptable: dict[tuple, list[Message]], post: Post) -> Message | None:
+    """The oldest unmanaged message identical to `post`, taken from the pool."""
+    twins = adoptable.get(_fingerprint_post(post))
+    return twins.pop(0) if twins else None
+
+
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(note for note in notes if note) or None
+
+
 def _fingerprint_post(post: Post) -> tuple:
     return (
         post.content,
@@ -360,24 +447,6 @@ def _fingerprint_message(message: Message) -> tuple:
     )
 
 
-def _create(
-    post: Post,
-    now: dt.datetime,
-    problems: list[PostError],
-    note: str | None = None,
-    replaces: str | None = None,
-) -> Change:
-    _check_future(post, now, problems)
-    return Change(
-        CREATE,
-        post.path,
-        publish=post.publish_now,
-        post=post,
-        note=note,
-        replaces=replaces,
-    )
-
-
 def _compare(
     post: Post,
     message: Message,
@@ -385,35 +454,68 @@ def _compare(
     now: dt.datetime,
     config: Config,
     problems: list[PostError],
-    warnings: list[str],
 ) -> Change | None:
     fields = _field_changes(post, message)
-    block_differs = post.nexus.as_yaml() != desired_block(message, config)
+    block_changes = _block_changes(post.nexus.as_yaml(), desired_block(message, config))
+    block_differs = bool(block_changes)
     recorded = inventory.get(message.id) == post.path
     note = None if recorded else f"recorded in {INVENTORY_FILE} for this file"
 
     if message.status in EDITABLE and fields:
         if any(f.name == "scheduledFor" and f.new for f in fields):
             _check_future(post, now, problems)
-        publish = post.publish_now and message.status != "FAILED"
+        # A failed post is sent again only once it has been edited.
         return Change(
-            UPDATE, post.path, message.id, tuple(fields), publish, post, message, note
+            UPDATE, post.path, message.id, tuple(fields), post.publish_now, post,
+            message, note,
         )
+
+    if message.status == "DIRECT" and recorded:
+        return None  # in flight: its outcome is written back on a later run
 
     if message.status in ADOPTABLE_ANY_AGE and post.publish_now:
         return Change(PUBLISH, post.path, message.id, (), True, post, message, note)
 
-    if fields and message.status in ("PUBLISHED", "DIRECT"):
-        names = ", ".join(f.name for f in fields)
-        warnings.append(
-            f"{post.path}: {names} edited after message {message.id} was "
-            f"{message.status.lower()}; published posts cannot change, so nothing "
-            "is sent"
-        )
-
     if block_differs or not recorded:
-        return Change(WRITEBACK, post.path, message.id, (), False, post, message, note)
+        return Change(
+            WRITEBACK, post.path, message.id, block_changes, False, post, message,
+            note,
+        )
     return None
+
+
+def _warnings(post: Post, message: Message, change: Change | None) -> list[str]:
+    """What the reviewer should know about a post that has its message."""
+    if message.status == "FAILED" and (change is None or change.action != UPDATE):
+        return [
+            f"{post.path}: message {message.id} FAILED: "
+            f"{message.error or 'no reason given'}; fix the post, then give it a new "
+            "scheduledFor or `publish: now` to send it again"
+        ]
+    if message.status == "DIRECT":
+        return [
+            f"{post.path}: message {message.id} is being published; nothing is "
+            "done until it has finished"
+        ]
+    fields = _field_changes(post, message)
+    if message.status == "PUBLISHED" and fields:
+        names = ", ".join(f.name for f in fields)
+        return [
+            f"{post.path}: {names} edited after message {message.id} was "
+            "published; a published post cannot change, so nothing is sent"
+        ]
+    return []
+
+
+def _block_changes(
+    current: Mapping[str, Any], desired: Mapping[str, Any]
+) -> tuple[FieldChange, ...]:
+    """The keys of the nexus: block that a write-back changes, in file order."""
+    return tuple(
+        FieldChange(f"nexus.{key}", current.get(key), desired.get(key))
+        for key in BLOCK_KEYS
+        if current.get(key) != desired.get(key)
+    )
 
 
 def _field_changes(post: Post, message: Message) -> list[FieldChange]:

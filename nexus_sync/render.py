@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from . import plan as plans
-from .plan import Change, Plan
+from .plan import Change, FieldChange, Plan, request_body
 
+# GitHub refuses comments over 65,536 characters; stay clear of it.
 MARKDOWN_LIMIT = 65_000
+FORMAT_VERSION = 1
+UNMANAGED_SHOWN = 20
+
 _SYMBOLS = {
     plans.CREATE: ("+", "green"),
     plans.UPDATE: ("~", "yellow"),
@@ -21,55 +25,72 @@ _SYMBOLS = {
     plans.FORGET: ("=", "cyan"),
     plans.WRITEBACK: ("=", "cyan"),
 }
-_ORDER = [
-    (plans.CREATE, "to create"),
-    (plans.UPDATE, "to update"),
-    (plans.PUBLISH, "to publish"),
-    (plans.DELETE, "to delete"),
-    (plans.ADOPT, "to adopt"),
-    (plans.WRITEBACK, "to write back"),
-    (plans.FORGET, "to forget"),
-]
+_LABELS = {
+    plans.CREATE: "to create",
+    plans.UPDATE: "to update",
+    plans.PUBLISH: "to publish",
+    plans.DELETE: "to delete",
+    plans.ADOPT: "to adopt",
+    plans.WRITEBACK: "to write back",
+    plans.FORGET: "to forget",
+}
+# Always shown in the summary line, even at zero; the others only when present.
+_ALWAYS = (plans.CREATE, plans.UPDATE, plans.DELETE)
+
+Paint = Callable[[str, str | None], str]
 
 
 def summary(plan: Plan) -> str:
     """`Plan: 2 to create, 1 to update, 1 to delete, 3 unchanged, 4 unmanaged`."""
-    parts = [f"{plan.count(plans.CREATE)} to create"]
-    parts.append(f"{plan.count(plans.UPDATE)} to update")
-    for action, label in _ORDER[2:]:
-        if action == plans.DELETE or plan.count(action):
-            parts.append(f"{plan.count(action)} {label}")
+    parts = [
+        f"{plan.count(action)} {label}"
+        for action, label in _LABELS.items()
+        if action in _ALWAYS or plan.count(action)
+    ]
     parts.append(f"{plan.unchanged} unchanged")
     parts.append(f"{len(plan.unmanaged)} unmanaged")
     return "Plan: " + ", ".join(parts)
 
 
+def _title(change: Change, width: int = 0) -> str:
+    where = change.path if change.path else "(unmanaged)"
+    title = f"{change.action:<{width}} {where}"
+    if change.message_id:
+        title += f"  ({change.message_id})"
+    if change.publish and change.action != plans.PUBLISH:
+        title += ", then publish"
+    return title
+
+
 def as_text(plan: Plan, color: bool = False) -> str:
     """The plan as a person reads it in a terminal."""
 
-    def paint(text: str, fg: str) -> str:
-        return click.style(text, fg=fg) if color else text
+    def paint(text: str, fg: str | None) -> str:
+        return click.style(text, fg=fg) if color and fg else text
 
     lines = []
     for change in plan.changes:
         symbol, fg = _SYMBOLS[change.action]
-        head = f"{symbol} {change.action:<9} {change.path}"
-        if change.message_id:
-            head += f"  ({change.message_id})"
-        if change.publish and change.action != plans.PUBLISH:
-            head += "  then publish"
-        lines.append(paint(head, fg))
+        lines.append(paint(f"{symbol} {_title(change, width=9)}", fg))
         if change.note:
             lines.append(f"    {change.note}")
-        for field in change.fields:
-            lines.extend(_field_lines(field, change, paint))
+        lines.extend("    " + line for line in _detail_lines(change, paint))
+
     for warning in plan.warnings:
         lines.append(paint(f"Warning: {warning}", "yellow"))
     if plan.unmanaged:
         lines.append(
-            f"{len(plan.unmanaged)} message(s) in the account are not managed "
-            "by these files and are left alone (see `nexus-sync import`)."
+            f"{len(plan.unmanaged)} message(s) in the account are not managed by "
+            "these files and are left alone (`nexus-sync import` writes files "
+            "for them):"
         )
+        for message in plan.unmanaged[:UNMANAGED_SHOWN]:
+            lines.append(f"    {message.id} {message.status}: {_excerpt(message.content)}")
+        if len(plan.unmanaged) > UNMANAGED_SHOWN:
+            lines.append(
+                f"    ...and {len(plan.unmanaged) - UNMANAGED_SHOWN} more "
+                "(`--format json` lists all)"
+            )
     if not plan.has_changes:
         lines.append("No changes. The account matches the post files.")
     lines.append(summary(plan))
@@ -77,29 +98,59 @@ def as_text(plan: Plan, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _field_lines(field: plans.FieldChange, change: Change, paint: Any) -> list[str]:
-    if field.name != "content":
-        return [f"    {field.name}: {_show(field.old)} -> {_show(field.new)}"]
-    diff = difflib.unified_diff(
-        (field.old or "").splitlines(),
-        (field.new or "").splitlines(),
-        fromfile=f"{change.message_id} (Nexus Share)",
-        tofile=change.path or "",
-        lineterm="",
-    )
-    lines = ["    content:"]
-    for line in diff:
-        fg = "green" if line.startswith("+") else "red" if line.startswith("-") else None
-        lines.append("      " + (paint(line, fg) if fg else line))
+def _detail_lines(change: Change, paint: Paint) -> list[str]:
+    """What a change sends or writes, field by field."""
+    if change.action == plans.CREATE and change.post is not None:
+        body = request_body(change.post)
+        lines = [
+            f"{name}: {show(body[name])}"
+            for name in ("title", "platforms", "scheduledFor")
+            if name in body
+        ]
+        lines.append("content:")
+        lines.extend(
+            "  " + paint(f"+{line}", "green") for line in body["content"].split("\n")
+        )
+        return lines
+
+    lines = []
+    for field in change.fields:
+        if field.name != "content":
+            lines.append(f"{field.name}: {show(field.old)} -> {show(field.new)}")
+            continue
+        lines.append("content:")
+        for line in _content_diff(field, change):
+            fg = "green" if line[:1] == "+" else "red" if line[:1] == "-" else None
+            lines.append("  " + paint(line, fg))
     return lines
 
 
-def _show(value: Any) -> str:
+def _content_diff(field: FieldChange, change: Change) -> list[str]:
+    return list(
+        difflib.unified_diff(
+            (field.old or "").split("\n"),
+            (field.new or "").split("\n"),
+            fromfile=f"{change.message_id} (Nexus Share)",
+            tofile=change.path or "",
+            lineterm="",
+        )
+    )
+
+
+def show(value: Any) -> str:
+    """A field value as the plan prints it."""
     if value is None:
         return "(none)"
     if isinstance(value, list):
         return "[" + ", ".join(value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(value.items())) + "}"
     return str(value)
+
+
+def _excerpt(content: str, width: int = 60) -> str:
+    first = content.split("\n", 1)[0]
+    return first if len(first) <= width else first[: width - 3] + "..."
 
 
 def as_json(plan: Plan) -> str:
@@ -108,11 +159,12 @@ def as_json(plan: Plan) -> str:
 
 
 def as_data(plan: Plan) -> dict[str, Any]:
-    counts = {action: plan.count(action) for action, _ in _ORDER}
+    counts = {action: plan.count(action) for action in _LABELS}
     return {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "checksum": plan.checksum,
         "has_changes": plan.has_changes,
+        "options": {"prune_unmanaged": plan.prune_unmanaged},
         "summary": {
             **counts,
             "unchanged": plan.unchanged,
@@ -122,14 +174,21 @@ def as_data(plan: Plan) -> dict[str, Any]:
         "changes": [_change_data(change) for change in plan.changes],
         "warnings": list(plan.warnings),
         "unmanaged": [
-            {"id": m.id, "status": m.status, "content": m.content[:80]}
+            {
+                "id": m.id,
+                "status": m.status,
+                "title": m.title,
+                "platforms": list(m.platforms),
+                "scheduledFor": m.scheduled_for,
+                "content": m.content,
+            }
             for m in plan.unmanaged
         ],
     }
 
 
 def _change_data(change: Change) -> dict[str, Any]:
-    return {
+    data = {
         "action": change.action,
         "path": change.path,
         "id": change.message_id,
@@ -139,6 +198,9 @@ def _change_data(change: Change) -> dict[str, Any]:
         ],
         "note": change.note,
     }
+    if change.action == plans.CREATE and change.post is not None:
+        data["body"] = request_body(change.post)
+    return data
 
 
 def as_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
@@ -154,50 +216,48 @@ def as_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     if not plan.has_changes:
         head.append("No changes. The account matches the post files.")
     for warning in plan.warnings:
-        head.append(f"> :warning: {warning}")
+        head.append(f"> :warning: {_escape(warning)}")
+    if plan.unmanaged:
+        head.append(
+            f"{len(plan.unmanaged)} message(s) in the account are not managed by "
+            "these files and are left alone."
+        )
 
-    details = []
+    items = []
     for change in plan.changes:
         symbol, _ = _SYMBOLS[change.action]
-        title = f"{symbol} {change.action} `{change.path}`"
-        if change.message_id:
-            title += f" ({change.message_id})"
-        body = _markdown_fields(change)
+        title = _escape(f"{symbol} {_title(change)}")
+        body = _markdown_details(change)
         if body:
-            details.append(
-                f"<details><summary>{title}</summary>\n\n{body}\n\n</details>"
-            )
+            items.append(f"<details><summary>{title}</summary>\n\n{body}\n\n</details>")
         else:
-            details.append(f"- {title}")
+            items.append(f"- {title}")
 
     text = "\n".join(head) + "\n\n"
     cut = (
         "\n\n_The plan is longer than a comment can hold; the full plan is in "
-        "the job summary and in the JSON plan of this run._\n"
+        "the job summary and in the JSON plan of this run (`--format json`)._\n"
     )
-    for index, item in enumerate(details):
-        if len(text) + len(item) + len(cut) + 1 > limit:
-            left = len(details) - index
-            return text + f"\n_...and {left} more change(s)._" + cut
+    for index, item in enumerate(items):
+        if len(text) + len(item) + 1 + len(cut) + 40 > limit:
+            left = len(items) - index
+            return text + f"\n_...and {left} more change(s) not shown here._" + cut
         text += item + "\n"
     return text
 
 
-def _markdown_fields(change: Change) -> str:
+def _markdown_details(change: Change) -> str:
     parts = []
-    for field in change.fields:
-        if field.name == "content":
-            diff = "\n".join(
-                difflib.unified_diff(
-                    (field.old or "").splitlines(),
-                    (field.new or "").splitlines(),
-                    lineterm="",
-                )
-            )
-            fenced = diff.replace("```", "`\u200b``")
-            parts.append(f"```diff\n{fenced}\n```")
-        else:
-            parts.append(f"- `{field.name}`: {_show(field.old)} → {_show(field.new)}")
     if change.note:
-        parts.append(change.note)
-    return "\n".join(parts)
+        parts.append(_escape(change.note))
+    lines = _detail_lines(change, lambda text, fg: text)
+    if lines:
+        fenced = "\n".join(lines).replace("```", "`\u200b``")
+        language = "diff" if change.action in (plans.CREATE, plans.UPDATE) else ""
+        parts.append(f"```{language}\n{fenced}\n```")
+    return "\n\n".join(parts)
+
+
+def _escape(text: str) -> str:
+    """Text safe to put in Markdown and HTML: no tags, no stray emphasis."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -90,10 +90,13 @@ def read_posts(config: Config) -> list:
     return posts
 
 
-async def plan_for(config: Config, client: NexusClient) -> tuple[Plan, dict]:
+async def plan_for(
+    config: Config, client: NexusClient, prune_unmanaged: bool = False
+) -> tuple[Plan, dict]:
     """Read the files first (nothing is sent while any is wrong), then plan."""
     posts = read_posts(config)
     inventory = load_inventory(config.root)
     remote = [Message.from_api(data) for data in await client.list_messages()]
     now = dt.datetime.now(dt.timezone.utc)
-    return make_plan(posts, inventory, remote, now, config), inventory
+    plan = make_plan(posts, inventory, remote, now, config, prune_unmanaged)
+    return plan, inventory

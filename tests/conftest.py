@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -155,6 +156,17 @@ class EmulatorServer:
         response = httpx.put(f"{self.url}/_emulator/knobs", json=values)
         response.raise_for_status()
         return response.json()
+
+    def clock(self, **body: Any) -> str:
+        """Set (`set=iso`) or advance (`advance=seconds`) the emulator's clock."""
+        response = httpx.post(f"{self.url}/_emulator/clock", json=body)
+        response.raise_for_status()
+        return response.json()["now"]
+
+    def forget_message(self, message_id: str) -> None:
+        """Remove a message behind the API's back, as the service's own tools might."""
+        with sqlite3.connect(self.state_dir / "emulator.sqlite3") as db:
+            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def requests(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/_emulator/requests").json()
