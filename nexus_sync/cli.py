@@ -347,6 +347,92 @@ def emulator() -> None:
     """A local Nexus Share for trying nexus-sync and for tests."""
 
 
+def _knob_options(command: Callable) -> Callable:
+    """A flag for each emulator knob; only the flags given are set."""
+    from .emulator.faults import ENDPOINTS
+
+    endpoints = click.Choice(ENDPOINTS)
+    rate = click.FloatRange(0, 1)
+    seconds = click.FloatRange(min=0)
+    options = [
+        ("--latency-ms", seconds, "Delay of every API request, in milliseconds."),
+        ("--error-rate", rate, "Fraction of requests answered 500/502/503."),
+        (
+            "--error-status",
+            click.Choice(["500", "502", "503", "504"]),
+            "A status error answers use (repeatable; default 500, 502, 503).",
+        ),
+        (
+            "--error-endpoint",
+            endpoints,
+            "Fail only this endpoint, e.g. 'POST /messages' (repeatable).",
+        ),
+        ("--rate-429", rate, "Fraction of requests answered 429."),
+        (
+            "--throttle-every",
+            click.IntRange(min=0),
+            "Answer every Nth request 429 (0: never).",
+        ),
+        ("--retry-after", seconds, "Retry-After of 429 answers, in seconds."),
+        ("--throttle-endpoint", endpoints, "Throttle only this endpoint (repeatable)."),
+        (
+            "--drop-rate",
+            rate,
+            "Fraction of requests that commit and then drop the connection.",
+        ),
+        ("--drop-endpoint", endpoints, "Drop only this endpoint (repeatable)."),
+        ("--publish-failure-rate", rate, "Fraction of publishes that end FAILED."),
+        (
+            "--publish-delay-seconds",
+            seconds,
+            "How long a publish stays DIRECT, on the emulator clock.",
+        ),
+        ("--seed", int, "Seed of the fault and id randomness, for repeatable runs."),
+    ]
+    for flag, kind, text in reversed(options):
+        repeatable = flag in (
+            "--error-status",
+            "--error-endpoint",
+            "--throttle-endpoint",
+            "--drop-endpoint",
+        )
+        metavar = "ENDPOINT" if kind is endpoints else None
+        command = click.option(
+            flag,
+            type=kind,
+            default=None,
+            multiple=repeatable,
+            metavar=metavar,
+            help=text,
+        )(command)
+    return command
+
+
+def _jwks_source(value: str | None) -> dict[str, Any] | str | None:
+    if value is None or value.startswith(("http://", "https://")):
+        return value
+    try:
+        jwks = json.loads(Path(value).read_text())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"cannot read a JWKS from {value}: {error}") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise click.BadParameter(f'{value} is not a JWKS (no "keys" list)')
+    return jwks
+
+
+def _knob_values(flags: dict[str, Any]) -> dict[str, Any]:
+    renamed = {
+        "error_status": "error_statuses",
+        "error_endpoint": "error_endpoints",
+        "throttle_endpoint": "throttle_endpoints",
+        "drop_endpoint": "drop_endpoints",
+    }
+    values = {renamed.get(name, name): value for name, value in flags.items()}
+    if values.get("error_statuses"):
+        values["error_statuses"] = [int(status) for status in values["error_statuses"]]
+    return {name: value for name, value in values.items() if value not in (None, ())}
+
+
 @emulator.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
@@ -357,13 +443,28 @@ def emulator() -> None:
     show_default=True,
     help="Where the database and the signing key live.",
 )
-def emulator_serve(host: str, port: int, state_dir: Path) -> None:
+@click.option(
+    "--trust-jwks",
+    metavar="FILE_OR_URL",
+    callback=lambda context, parameter, value: _jwks_source(value),
+    help="Accept tokens signed by this JWKS (e.g. a Cognito user pool's) "
+    "instead of the emulator's own. A URL is fetched when first needed.",
+)
+@_knob_options
+def emulator_serve(
+    host: str,
+    port: int,
+    state_dir: Path,
+    trust_jwks: dict[str, Any] | str | None,
+    **flags: Any,
+) -> None:
     """Serve the emulator over HTTP until interrupted."""
     import uvicorn
 
-    from .emulator import Emulator, create_app
+    from .emulator import Emulator, Knobs, create_app
 
-    instance = Emulator(state_dir)
+    instance = Emulator(state_dir, knobs=Knobs(), trusted_jwks=trust_jwks)
+    instance.apply_knobs(_knob_values(flags))
     click.echo(f"Nexus Share emulator on http://{host}:{port} (state in {state_dir})")
     uvicorn.run(create_app(instance), host=host, port=port, log_level="warning")
 

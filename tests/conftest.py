@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import socket
@@ -19,6 +20,8 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLE_POSTS = PROJECT / "posts"
 DATA = Path(__file__).resolve().parent / "data"
+# Long enough for any emulator clock a test sets (a century).
+LONG_TTL = 100 * 365 * 24 * 3600
 
 
 def nexus_sync_command() -> list[str]:
@@ -136,6 +139,8 @@ class EmulatorServer:
         raise RuntimeError("the emulator did not start within 30 s")
 
     def stop(self) -> None:
+        if "http" in self.__dict__:
+            self.http.close()
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
@@ -143,23 +148,56 @@ class EmulatorServer:
             self.process.kill()
 
     def token(self, user: str, ttl: float = 3600) -> str:
-        response = httpx.post(
-            f"{self.url}/_emulator/token", json={"user": user, "ttl": ttl}
-        )
+        response = self.http.post("/_emulator/token", json={"user": user, "ttl": ttl})
         response.raise_for_status()
         return response.json()["token"]
+
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """One keep-alive client for the whole server (tests send many requests)."""
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    @functools.cache  # noqa: B019 - one server, a handful of users
+    def bearer(self, user: str) -> dict[str, str]:
+        """An Authorization header for `user` that outlives any clock a test sets.
+
+        Signed here with the server's own key (from its state folder), so that
+        tests need not ask the server for a token before each request.
+        """
+        from nexus_sync.emulator.tokens import Signer
+
+        signer = Signer(self.state_dir)
+        token = signer.mint(user, ttl=LONG_TTL, now=time.time())
+        return {"Authorization": f"Bearer {token}"}
+
+    def client(self, user: str = "alice") -> httpx.Client:
+        """An HTTP client of the API as `user`, on a fresh connection pool."""
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token(user)}"},
+            timeout=30,
+        )
 
     def env(self, user: str = "alice") -> dict[str, str]:
         return {"NEXUS_API_URL": self.url, "NEXUS_TOKEN": self.token(user)}
 
     def knobs(self, **values: Any) -> dict[str, Any]:
-        response = httpx.put(f"{self.url}/_emulator/knobs", json=values)
+        response = self.http.put("/_emulator/knobs", json=values)
         response.raise_for_status()
         return response.json()
 
-    def clock(self, **body: Any) -> str:
-        """Set (`set=iso`) or advance (`advance=seconds`) the emulator's clock."""
-        response = httpx.post(f"{self.url}/_emulator/clock", json=body)
+    def reset(self) -> None:
+        """Knobs, clock and request counts as at start (messages stay)."""
+        self.http.post("/_emulator/reset").raise_for_status()
+
+    def new_user(self, name: str = "alice") -> str:
+        """A user name no earlier test on this server has used."""
+        self._users = getattr(self, "_users", 0) + 1
+        return f"{name}-{self._users}"
+
+    def clock(self, **change: Any) -> str:
+        """Set (`set=iso`) or advance (`advance=seconds`) the emulator clock."""
+        response = self.http.post("/_emulator/clock", json=change)
         response.raise_for_status()
         return response.json()["now"]
 
@@ -169,17 +207,17 @@ class EmulatorServer:
             db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def requests(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/_emulator/requests").json()
+        return self.http.get("/_emulator/requests").json()
 
     def clear_requests(self) -> None:
-        httpx.delete(f"{self.url}/_emulator/requests").raise_for_status()
+        self.http.delete("/_emulator/requests").raise_for_status()
 
     def messages(self, user: str = "alice") -> list[dict[str, Any]]:
-        headers = {"Authorization": f"Bearer {self.token(user)}"}
+        headers = self.bearer(user)
         found: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": 100}
         while True:
-            page = httpx.get(f"{self.url}/messages", params=params, headers=headers)
+            page = self.http.get("/messages", params=params, headers=headers)
             page.raise_for_status()
             body = page.json()
             found.extend(body["messages"])
@@ -191,5 +229,32 @@ class EmulatorServer:
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
     server = EmulatorServer(tmp_path / "emulator-state")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EmulatorServer]:
+    """One emulator server for the whole run (starting one takes a second)."""
+    server = EmulatorServer(tmp_path_factory.mktemp("emulator-state"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(shared_emulator: EmulatorServer) -> EmulatorServer:
+    """The module's emulator, reset; use `new_user()` for messages of your own."""
+    shared_emulator.reset()
+    return shared_emulator
+
+
+@pytest.fixture
+def fake_github() -> Iterator[Any]:
+    """A local fake of GitHub's comment API (tests/fake_github.py)."""
+    from fake_github import FakeGitHub
+
+    server = FakeGitHub(token="ghs_fake0github0token0for0tests")
     yield server
     server.stop()

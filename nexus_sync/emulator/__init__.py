@@ -5,5 +5,6 @@ in process (httpx's ASGI transport).
 """
 
 from .app import Emulator, create_app
+from .faults import ConnectionDropped, Knobs
 
-__all__ = ["Emulator", "create_app"]
+__all__ = ["ConnectionDropped", "Emulator", "Knobs", "create_app"]

@@ -9,14 +9,24 @@ import json
 import random
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rfc3339_validator import validate_rfc3339
 
 PLATFORMS = ("x", "linkedin", "bluesky")
 STATUSES = ("DRAFT", "SCHEDULED", "DIRECT", "PUBLISHED", "FAILED")
 LISTABLE_STATUSES = STATUSES
 FROZEN = ("PUBLISHED", "DIRECT")
-CREATE_FIELDS = {"content", "platforms", "scheduledFor", "title"}
+CREATE_FIELDS = ("content", "platforms", "scheduledFor", "title")
+MAX_CONTENT = 10000
+MAX_TITLE = 500
+MAX_IDEMPOTENCY_KEY = 255
+# What the application passes for a body that does not parse, so that the
+# store can answer 404 or 409 before it judges the body.
+INVALID_JSON = object()
+PUBLISH_ERROR = "{platform}: the platform rejected the post (emulated failure)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -33,9 +43,14 @@ CREATE TABLE IF NOT EXISTS messages (
     last_attempt_at TEXT,
     published_at TEXT,
     error TEXT,
-    external_ids TEXT
+    external_ids TEXT,
+    attempt_ends_at TEXT
 );
-CREATE INDEX IF NOT EXISTS messages_due ON messages (user, status, scheduled_for);
+CREATE INDEX IF NOT EXISTS messages_user ON messages (user, seq);
+CREATE TABLE IF NOT EXISTS issued_ids (
+    user TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     user TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -50,25 +65,42 @@ CREATE TABLE IF NOT EXISTS idempotency (
 class ServiceError(Exception):
     """An answer of the documented error form `{"error", "details"}`."""
 
-    def __init__(self, status: int, error: str, details: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        details: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{status} {error}: {details}")
         self.status = status
         self.error = error
         self.details = details
+        self.headers = headers
 
 
 def validation(details: str) -> ServiceError:
     return ServiceError(422, "Validation Error", details)
 
 
+def not_found(message_id: str) -> ServiceError:
+    return ServiceError(404, "Not Found", f"Message {message_id} not found")
+
+
 def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[
-        :-3
-    ] + "Z"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
 
 
 class Store:
-    """Messages of every user; each call is one transaction."""
+    """Messages of every user; each call is one transaction.
+
+    `publish_failure_rate` and `publish_delay_seconds` follow the emulator's
+    knobs; `publishes` counts the publish attempts made (sends to platforms).
+    """
 
     def __init__(self, path: Path | str, seed: int | None = None) -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False)
@@ -76,12 +108,23 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._upgrade()
         self._lock = threading.RLock()
         self.random = random.Random(seed)
         self.publish_failure_rate = 0.0
+        self.publish_delay_seconds = 0.0
+        self.publishes = 0
 
     def close(self) -> None:
         self._db.close()
+
+    def _upgrade(self) -> None:
+        # State folders made by an older emulator lack the newer columns.
+        columns = {
+            row["name"] for row in self._db.execute("PRAGMA table_info(messages)")
+        }
+        if "attempt_ends_at" not in columns:
+            self._db.execute("ALTER TABLE messages ADD COLUMN attempt_ends_at TEXT")
 
     # -- reads -------------------------------------------------------------
 
@@ -94,9 +137,11 @@ class Store:
         statuses: list[str] | None,
         platform: str | None,
     ) -> dict[str, Any]:
+        # The cursor is the creation sequence of the last message returned, so
+        # creates (always later) and deletes between pages move nothing.
+        after = _decode_token(next_token, user) if next_token is not None else 0
         with self._lock, self._db:
-            self._publish_due(user, now)
-            after = _decode_token(next_token, user) if next_token else 0
+            self._advance(user, now)
             query = "SELECT * FROM messages WHERE user = ? AND seq > ?"
             args: list[Any] = [user, after]
             if statuses:
@@ -118,12 +163,12 @@ class Store:
 
     def get(self, user: str, message_id: str, now: dt.datetime) -> dict[str, Any]:
         with self._lock, self._db:
-            self._publish_due(user, now)
+            self._advance(user, now)
             return _message(self._row(user, message_id))
 
     # -- writes ------------------------------------------------------------
 
-    def create(self, user: str, body: dict[str, Any], now: dt.datetime) -> dict:
+    def create(self, user: str, body: Any, now: dt.datetime) -> dict[str, Any]:
         fields = check_fields(body, now, creating=True)
         with self._lock, self._db:
             message_id = self._new_id(user, now)
@@ -146,13 +191,14 @@ class Store:
             return _message(self._row(user, message_id))
 
     def update(
-        self, user: str, message_id: str, body: dict[str, Any], now: dt.datetime
+        self, user: str, message_id: str, body: Any, now: dt.datetime
     ) -> dict[str, Any]:
-        fields = check_fields(body, now, creating=False)
         with self._lock, self._db:
-            self._publish_due(user, now)
+            self._advance(user, now)
+            # Which message, then whether it may change, then how: 404, 409, 422.
             row = self._row(user, message_id)
             _refuse_frozen(row, "updated")
+            fields = check_fields(body, now, creating=False)
             status = row["status"]
             if "scheduledFor" in fields:
                 status = "SCHEDULED" if fields["scheduledFor"] else "DRAFT"
@@ -166,7 +212,7 @@ class Store:
                 if "scheduledFor" in fields
                 else row["scheduled_for"],
                 "status": status,
-                "error": None if status != "FAILED" else row["error"],
+                "error": row["error"] if status == "FAILED" else None,
                 "updated_at": iso(now),
             }
             assignments = ", ".join(f"{name} = ?" for name in columns)
@@ -178,47 +224,57 @@ class Store:
 
     def delete(self, user: str, message_id: str, now: dt.datetime) -> None:
         with self._lock, self._db:
-            self._publish_due(user, now)
+            self._advance(user, now)
             row = self._row(user, message_id)
             _refuse_frozen(row, "deleted")
             self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
-    def publish(self, user: str, message_id: str, now: dt.datetime) -> dict:
+    def publish(self, user: str, message_id: str, now: dt.datetime) -> dict[str, Any]:
         with self._lock, self._db:
-            self._publish_due(user, now)
+            self._advance(user, now)
             row = self._row(user, message_id)
             _refuse_frozen(row, "published")
-            self._send(row, now)
+            self._start_attempt(row["id"], now)
+            self._advance(user, now)
             return _message(self._row(user, message_id))
 
     # -- idempotency -------------------------------------------------------
 
-    def replay(
-        self, user: str, key: str, fingerprint: str
-    ) -> tuple[int, dict[str, Any]] | None:
-        """The first answer given to `key`, or None when the key is new."""
-        with self._lock:
+    def idempotent(
+        self,
+        user: str,
+        key: str,
+        fingerprint: str,
+        run: Callable[[], tuple[int, dict[str, Any]]],
+    ) -> tuple[int, dict[str, Any], bool]:
+        """The first answer given to `key`, or run and remember the answer.
+
+        Returns (status, body, replayed). Only successes are remembered: a
+        refused request changed nothing, so trying again with the same key is
+        a new request.
+        """
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            raise validation(
+                f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters"
+            )
+        with self._lock, self._db:
             row = self._db.execute(
                 "SELECT * FROM idempotency WHERE user = ? AND key = ?", (user, key)
             ).fetchone()
-        if row is None:
-            return None
-        if row["fingerprint"] != fingerprint:
-            raise ServiceError(
-                422,
-                "Idempotency Key Reused",
-                "This Idempotency-Key was used with a different request",
-            )
-        return row["status"], json.loads(row["body"])
-
-    def remember(
-        self, user: str, key: str, fingerprint: str, status: int, body: dict
-    ) -> None:
-        with self._lock, self._db:
+            if row is not None:
+                if row["fingerprint"] != fingerprint:
+                    raise ServiceError(
+                        422,
+                        "Idempotency Key Reused",
+                        "This Idempotency-Key was used with a different request",
+                    )
+                return row["status"], json.loads(row["body"]), True
+            status, body = run()
             self._db.execute(
-                "INSERT OR IGNORE INTO idempotency VALUES (?,?,?,?,?)",
+                "INSERT INTO idempotency VALUES (?,?,?,?,?)",
                 (user, key, fingerprint, status, json.dumps(body)),
             )
+            return status, body, False
 
     # -- internals ---------------------------------------------------------
 
@@ -228,91 +284,125 @@ class Store:
         ).fetchone()
         if row is None:
             # Another user's message answers exactly like one that never was.
-            raise ServiceError(
-                404, "Not Found", f"Message {message_id} not found"
-            )
+            raise not_found(message_id)
         return row
 
     def _new_id(self, user: str, now: dt.datetime) -> str:
+        # An id is never given twice, not even after its message was deleted:
+        # a client that still holds the old id must not find a stranger there.
         millis = int(now.timestamp() * 1000)
+        issued = self._db.execute(
+            "SELECT last FROM issued_ids WHERE user = ?", (user,)
+        ).fetchone()
         last = self._db.execute(
             "SELECT id FROM messages WHERE user = ? ORDER BY seq DESC LIMIT 1",
             (user,),
         ).fetchone()
+        if issued is not None:
+            millis = max(millis, issued["last"] + 1)
         if last is not None:
             millis = max(millis, int(last["id"].rsplit("|", 1)[1]) + 1)
-        while self._db.execute(
-            "SELECT 1 FROM messages WHERE id = ?", (f"POST|{user}|{millis}",)
-        ).fetchone():
-            millis += 1
+        self._db.execute(
+            "INSERT INTO issued_ids VALUES (?, ?) "
+            "ON CONFLICT (user) DO UPDATE SET last = excluded.last",
+            (user, millis),
+        )
         return f"POST|{user}|{millis}"
 
-    def _publish_due(self, user: str, now: dt.datetime) -> None:
-        # The service publishes scheduled messages when their time comes; the
-        # emulator does it on every request, from its own clock.
+    def _advance(self, user: str, now: dt.datetime) -> None:
+        # The service publishes a scheduled message when its time comes, and a
+        # publish takes a while (DIRECT) before it is PUBLISHED or FAILED. The
+        # emulator catches up on both lazily, on each request, from its clock:
+        # an attempt starts at the scheduled time, not at the request.
+        stamp = iso(now)
         due = self._db.execute(
-            "SELECT * FROM messages WHERE user = ? AND status = 'SCHEDULED' "
-            "AND scheduled_for <= ?",
-            (user, iso(now)),
+            "SELECT id, scheduled_for FROM messages WHERE user = ? "
+            "AND status = 'SCHEDULED' AND scheduled_for <= ?",
+            (user, stamp),
         ).fetchall()
         for row in due:
-            self._send(row, now)
+            self._start_attempt(row["id"], parse_iso(row["scheduled_for"]))
+        ending = self._db.execute(
+            "SELECT id, targets, attempt_ends_at FROM messages WHERE user = ? "
+            "AND status = 'DIRECT' AND attempt_ends_at <= ? ORDER BY seq",
+            (user, stamp),
+        ).fetchall()
+        for row in ending:
+            self._end_attempt(row, parse_iso(row["attempt_ends_at"]))
 
-    def _send(self, row: sqlite3.Row, now: dt.datetime) -> None:
-        stamp = iso(now)
+    def _start_attempt(self, message_id: str, start: dt.datetime) -> None:
+        self.publishes += 1
+        ends = start + dt.timedelta(seconds=self.publish_delay_seconds)
+        self._db.execute(
+            "UPDATE messages SET status='DIRECT', last_attempt_at=?, updated_at=?, "
+            "attempt_ends_at=?, error=NULL WHERE id=?",
+            (iso(start), iso(start), iso(ends), message_id),
+        )
+
+    def _end_attempt(self, row: sqlite3.Row, end: dt.datetime) -> None:
+        stamp = iso(end)
+        targets = json.loads(row["targets"])
         if self.random.random() < self.publish_failure_rate:
+            error = PUBLISH_ERROR.format(platform=self.random.choice(targets))
             self._db.execute(
-                "UPDATE messages SET status='FAILED', error=?, last_attempt_at=?, "
-                "updated_at=? WHERE id=?",
-                ("Platform rejected the post (emulated failure)", stamp, stamp,
-                 row["id"]),
+                "UPDATE messages SET status='FAILED', error=?, updated_at=?, "
+                "attempt_ends_at=NULL WHERE id=?",
+                (error, stamp, row["id"]),
             )
             return
         external = {
-            platform: _external_id(platform, self.random)
-            for platform in json.loads(row["targets"])
+            platform: external_id(platform, end, self.random) for platform in targets
         }
         self._db.execute(
-            "UPDATE messages SET status='PUBLISHED', published_at=?, "
-            "last_attempt_at=?, updated_at=?, external_ids=?, error=NULL "
-            "WHERE id=?",
-            (stamp, stamp, stamp, json.dumps(external), row["id"]),
+            "UPDATE messages SET status='PUBLISHED', published_at=?, updated_at=?, "
+            "external_ids=?, error=NULL, attempt_ends_at=NULL WHERE id=?",
+            (stamp, stamp, json.dumps(external), row["id"]),
         )
 
 
-def check_fields(
-    body: Any, now: dt.datetime, creating: bool
-) -> dict[str, Any]:
+def check_fields(body: Any, now: dt.datetime, creating: bool) -> dict[str, Any]:
     """The documented validation of a create or patch body, normalized."""
+    if body is INVALID_JSON:
+        raise validation("Request body is not valid JSON")
     if not isinstance(body, dict):
         raise validation("Request body must be a JSON object")
-    unknown = sorted(set(body) - CREATE_FIELDS)
+    unknown = sorted(set(body) - set(CREATE_FIELDS))
     if unknown:
         raise validation(f"Unknown field(s): {', '.join(unknown)}")
     if creating:
         for name in ("content", "platforms"):
             if name not in body:
                 raise validation(f"{name} is required")
+    elif not body:
+        raise validation(
+            f"Request body must set at least one of {', '.join(CREATE_FIELDS)}"
+        )
 
     fields: dict[str, Any] = {}
     if "content" in body:
         content = body["content"]
-        if not isinstance(content, str) or not 1 <= len(content) <= 10000:
-            raise validation("Content must be between 1 and 10000 characters")
+        if (
+            not isinstance(content, str)
+            or not 1 <= len(content) <= MAX_CONTENT
+            or not _is_text(content)
+        ):
+            raise validation(f"Content must be between 1 and {MAX_CONTENT} characters")
         fields["content"] = content
     if "title" in body:
         title = body["title"]
-        if title is not None and (not isinstance(title, str) or len(title) > 500):
-            raise validation("Title must be a string of at most 500 characters")
+        if title is not None and (
+            not isinstance(title, str) or len(title) > MAX_TITLE or not _is_text(title)
+        ):
+            raise validation(
+                f"Title must be a string of at most {MAX_TITLE} characters"
+            )
         fields["title"] = title or None
     if "platforms" in body:
         fields["platforms"] = _platforms(body["platforms"])
-    if "scheduledFor" in body:
-        value = body["scheduledFor"]
-        if value is None and not creating:
-            fields["scheduledFor"] = None
-        elif value is not None:
-            fields["scheduledFor"] = _schedule(value, now)
+    if "scheduledFor" in body and body["scheduledFor"] is not None:
+        fields["scheduledFor"] = _schedule(body["scheduledFor"], now)
+    elif "scheduledFor" in body and not creating:
+        fields["scheduledFor"] = None
     return fields
 
 
@@ -332,17 +422,28 @@ def _platforms(value: Any) -> list[str]:
 
 
 def _schedule(value: Any, now: dt.datetime) -> str:
+    if not isinstance(value, str) or not validate_rfc3339(value):
+        raise validation("scheduledFor must be an ISO 8601 timestamp with a UTC offset")
     try:
-        moment = dt.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        moment = dt.datetime.fromisoformat(value.upper()).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        # RFC 3339 allows a leap second (:60), and offsets that carry a time
+        # out of the years 1-9999; no calendar holds those.
         raise validation(
             "scheduledFor must be an ISO 8601 timestamp with a UTC offset"
         ) from None
-    if moment.tzinfo is None:
-        raise validation("scheduledFor must include a UTC offset")
     if moment <= now:
         raise validation("scheduledFor must be in the future")
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_text(value: str) -> bool:
+    # JSON can carry lone surrogates ("\ud800"), which are no text to post.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_frozen(row: sqlite3.Row, verb: str) -> None:
@@ -371,12 +472,26 @@ def _message(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _external_id(platform: str, rng: random.Random) -> str:
+# X's snowflake epoch (2010-11-04T01:42:54.657Z), in milliseconds.
+X_EPOCH_MS = 1288834974657
+# Bluesky record keys are TIDs: 64 bits in a sortable base32, 13 characters.
+TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+def external_id(platform: str, moment: dt.datetime, rng: random.Random) -> str:
+    """A post id as each platform makes them, for a post made at `moment`."""
+    millis = int(moment.timestamp() * 1000)
     if platform == "x":
-        return str(rng.randrange(10**18, 10**19))
+        # A snowflake: milliseconds since X's epoch, then 22 bits of machine
+        # and sequence.
+        return str((max(0, millis - X_EPOCH_MS) << 22) | rng.getrandbits(22))
     if platform == "linkedin":
-        return f"urn:li:share:{rng.randrange(10**18, 10**19)}"
-    return "3" + "".join(rng.choice("234567abcdefghijklmnopqrstuvwxyz") for _ in range(12))
+        # LinkedIn share ids are snowflake-like 19-digit numbers in a URN.
+        return f"urn:li:share:{rng.randrange(7 * 10**18, 8 * 10**18)}"
+    # A TID: microseconds since 1970 (53 bits), then a 10-bit clock id.
+    micros = max(0, int(moment.timestamp() * 1_000_000))
+    value = ((micros & (2**53 - 1)) << 10) | rng.getrandbits(10)
+    return "".join(TID_ALPHABET[(value >> shift) & 31] for shift in range(60, -1, -5))
 
 
 def _encode_token(seq: int, user: str) -> str:
@@ -390,7 +505,10 @@ def _decode_token(token: str, user: str) -> int:
         data = json.loads(base64.urlsafe_b64decode(padded))
         if data["u"] != _user_tag(user):
             raise ValueError
-        return int(data["after"])
+        after = data["after"]
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise TypeError
+        return after
     except (ValueError, KeyError, TypeError):
         raise validation("nextToken is not a token this API returned") from None
 
@@ -403,4 +521,4 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-__all__ = ["Store", "ServiceError", "check_fields", "fingerprint"]
+__all__ = ["ServiceError", "Store", "check_fields", "fingerprint"]
