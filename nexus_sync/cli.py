@@ -20,7 +20,7 @@ from . import plan as plans
 from .apply import Result, apply_plan
 from .auth import RedactingFormatter, redact
 from .config import Config, load_config
-from .errors import InvalidPosts, NexusSyncError
+from .errors import FileProblem, InvalidConfig, InvalidPosts, NexusSyncError
 from .importer import import_messages
 from .posts import load_posts
 from .plan import Message, Plan, check_apply
@@ -53,8 +53,8 @@ def _errors_as_exit(function: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except InvalidPosts as invalid:
-            _report_problems(invalid)
+        except (InvalidPosts, InvalidConfig) as invalid:
+            _report_problems(invalid.problems)
             sys.exit(1)
         except NexusSyncError as error:
             click.echo(redact(f"Error: {error}"), err=True)
@@ -63,16 +63,26 @@ def _errors_as_exit(function: Callable) -> Callable:
     return wrapper
 
 
-def _report_problems(invalid: InvalidPosts) -> None:
+def _report_problems(problems: list[FileProblem]) -> None:
+    """Each problem as `path:line: message`, and as an annotation in Actions."""
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
-    for problem in invalid.problems:
+    for problem in problems:
         click.echo(str(problem), err=True)
         if in_actions:
-            message = problem.message.replace("%", "%25").replace("\n", "%0A")
-            click.echo(f"::error file={problem.path},line={problem.line}::{message}")
-    click.echo(
-        f"{len(invalid.problems)} problem(s) found; nothing was sent.", err=True
-    )
+            click.echo(
+                f"::error file={_escape_property(problem.path)},"
+                f"line={problem.line}::{_escape_data(problem.message)}"
+            )
+    click.echo(f"{len(problems)} problem(s) found; nothing was sent.", err=True)
+
+
+def _escape_data(text: str) -> str:
+    # GitHub's workflow-command escaping (actions/toolkit, command.ts).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -331,7 +341,12 @@ def import_(ctx: click.Context, local: bool, api_url: str | None) -> None:
 @click.pass_context
 @_errors_as_exit
 def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
-    """Check post files offline: schema, lengths and times."""
+    """Check post files offline: schema, lengths and times.
+
+    PATHS are files or folders (default: the posts folder). Every problem of
+    every file is listed as `path:line: message`; the exit status is 1 when
+    there is any.
+    """
     config = _config(ctx)
     files = _expand(paths) if paths else None
     posts, problems = load_posts(config, files)
@@ -341,13 +356,13 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
-    files: list[Path] = []
+    files: dict[Path, None] = {}
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(path.rglob("*.md")))
+            files.update(dict.fromkeys(sorted(path.rglob("*.md"))))
         else:
-            files.append(path)
-    return files
+            files[path] = None
+    return [path for path in files if not path.is_dir()]
 
 
 @main.group()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+import jsonschema
 import yaml
 
-from .errors import ConfigError
+from . import yamlstrict
+from .errors import ConfigError, FileProblem, InvalidConfig
 
 CONFIG_FILE = "nexus-sync.yaml"
 DEFAULT_API_URL = "https://nexus-share.com/api"
@@ -75,7 +79,34 @@ class Config:
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo | None:
+        """The default time zone of `scheduledFor`, from the bundled tz database."""
         return zoneinfo.ZoneInfo(self.timezone) if self.timezone else None
+
+
+# The type and range of each setting in nexus-sync.yaml. A key in FILE_KEYS
+# that is missing here is accepted as it is.
+FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "posts_dir": {"type": "string", "minLength": 1},
+        "timezone": {"type": "string", "minLength": 1},
+        "api_url": {"type": "string", "minLength": 1},
+        "client_id": {"type": "string", "minLength": 1},
+        "region": {"type": "string", "minLength": 1},
+        "auth_flow": {"enum": list(AUTH_FLOWS)},
+        "user_pool_id": {"type": "string", "minLength": 1},
+        "max_change_fraction": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+        },
+        "min_managed_for_safety": {"type": "integer", "minimum": 0},
+        "adoption_window_days": {"type": "number", "minimum": 0},
+        "bluesky_handle": {"type": "string", "minLength": 1},
+        "parallelism": {"type": "integer", "minimum": 1},
+        "retry_after_cap": {"type": "number", "minimum": 0},
+    },
+}
 
 
 def load_config(
@@ -88,7 +119,7 @@ def load_config(
     values: dict[str, Any] = {}
 
     path = root / CONFIG_FILE
-    if path.exists():
+    if path.is_file():
         values.update(_read_file(path))
 
     for variable, key in ENVIRONMENT.items():
@@ -97,42 +128,75 @@ def load_config(
 
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = Config(root=root, **values)
-    _check(config, path)
+    if not 0 < float(config.max_change_fraction) <= 1:
+        raise ConfigError("max_change_fraction must be in (0, 1]")
+    if int(config.parallelism) < 1:
+        raise ConfigError("parallelism must be at least 1")
     return config
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    """The settings of nexus-sync.yaml, or InvalidConfig naming every bad line."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path.name}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path.name}: expected a mapping of settings")
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise _invalid(1, "not UTF-8 text; save the file as UTF-8") from None
+    except OSError as error:
+        raise _invalid(1, f"cannot read the file: {error.strerror}") from None
 
-    unknown = sorted(set(data) - FILE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{path.name}: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(FILE_KEYS))}"
+    try:
+        node, data = yamlstrict.load(text)
+        data = {} if node is None else data
+    except (yaml.YAMLError, RecursionError) as error:
+        if isinstance(error, RecursionError):
+            error = yaml.YAMLError("the settings are nested too deeply")
+        raise _invalid(*yamlstrict.yaml_problem(error, 1, text)) from None
+    if not isinstance(data, dict):
+        raise _invalid(1, "expected settings as keys and values, e.g. posts_dir: posts")
+
+    problems = [
+        FileProblem(
+            CONFIG_FILE,
+            yamlstrict.line_of(node, (key,), 1),
+            f"unknown setting {key!r}; the settings are {', '.join(sorted(FILE_KEYS))}",
         )
+        for key in data
+        if key not in FILE_KEYS
+    ]
+    problems += [
+        FileProblem(CONFIG_FILE, line, message)
+        for line, _, message in yamlstrict.schema_problems(
+            _file_validator(), data, node, 1
+        )
+    ]
+
+    timezone = data.get("timezone")
+    if isinstance(timezone, str) and timezone and not _is_zone(timezone):
+        problems.append(
+            FileProblem(
+                CONFIG_FILE,
+                yamlstrict.line_of(node, ("timezone",), 1),
+                f"timezone: {timezone!r} is not an IANA time zone name such as "
+                "Europe/Berlin",
+            )
+        )
+    if problems:
+        raise InvalidConfig(sorted(problems, key=lambda p: p.line))
     return data
 
 
-def _check(config: Config, path: Path) -> None:
-    if config.timezone:
-        try:
-            zoneinfo.ZoneInfo(config.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"{path.name}: timezone {config.timezone!r} is not an IANA time "
-                "zone name such as Europe/Berlin"
-            ) from None
-    if not 0 < float(config.max_change_fraction) <= 1:
-        raise ConfigError(f"{path.name}: max_change_fraction must be in (0, 1]")
-    if config.auth_flow not in AUTH_FLOWS:
-        raise ConfigError(
-            f"{path.name}: auth_flow {config.auth_flow!r} is not one of "
-            f"{', '.join(AUTH_FLOWS)}"
-        )
-    if int(config.parallelism) < 1:
-        raise ConfigError("parallelism must be at least 1")
+def _invalid(line: int, message: str) -> InvalidConfig:
+    return InvalidConfig([FileProblem(CONFIG_FILE, line, message)])
+
+
+@functools.cache
+def _file_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(FILE_SCHEMA)
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

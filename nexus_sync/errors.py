@@ -11,14 +11,26 @@ class ConfigError(NexusSyncError):
     """A setting in nexus-sync.yaml, the environment or the flags is wrong."""
 
 
-class PostError(NexusSyncError):
-    """One problem in one post file, with the line it is on."""
+class FileProblem(NexusSyncError):
+    """One problem in one file a person wrote, with the line it is on."""
 
     def __init__(self, path: str, line: int, message: str) -> None:
         super().__init__(f"{path}:{line}: {message}")
         self.path = path
         self.line = line
         self.message = message
+
+
+class PostError(FileProblem):
+    """One problem in one post file, with the line it is on."""
+
+
+class InvalidConfig(ConfigError):
+    """Every problem found in nexus-sync.yaml, each at its line."""
+
+    def __init__(self, problems: list[FileProblem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
 
 
 class InvalidPosts(NexusSyncError):

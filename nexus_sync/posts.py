@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
+import os
+import re
+import stat
 import unicodedata
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import frontmatter
+import fastjsonschema
 import jsonschema
 import yaml
 
@@ -24,11 +29,8 @@ log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 1_000_000
 PLATFORMS = ("x", "linkedin", "bluesky")
 
-# The frontmatter text starts with the newline of the opening `---` line, and
-# YAML counts lines from 0, so line 0 of the YAML is line 1 of the file.
-_FRONTMATTER_LINE_OFFSET = 1
-
-_handler = frontmatter.YAMLHandler()
+# The frontmatter's YAML starts on the line after the opening `---`.
+_YAML_FIRST_LINE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +92,7 @@ def normalize_content(text: str) -> str:
 
 def to_utc(value: str) -> str:
     """An ISO 8601 time with an offset, in the `...Z` form the service uses."""
-    moment = dt.datetime.fromisoformat(value).astimezone(dt.timezone.utc)
+    moment = dt.datetime.fromisoformat(value).astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -99,19 +101,18 @@ def find_post_files(config: Config) -> list[Path]:
     base = config.posts_path
     if not base.is_dir():
         return []
-    return sorted(base.rglob("*.md"))
+    return sorted(path for path in base.rglob("*.md") if not path.is_dir())
 
 
 def load_posts(
     config: Config, paths: Iterable[Path] | None = None
 ) -> tuple[list[Post], list[PostError]]:
     """Read every post file; return the good posts and all problems found."""
-    schema = post_schema()
     posts: list[Post] = []
     problems: list[PostError] = []
     for path in find_post_files(config) if paths is None else paths:
         try:
-            posts.append(load_post(path, config, schema))
+            posts.append(load_post(path, config))
         except InvalidPost as invalid:
             problems.extend(invalid.problems)
     log.info("read %d post file(s), %d problem(s)", len(posts), len(problems))
@@ -119,16 +120,27 @@ def load_posts(
 
 
 class InvalidPost(Exception):
+    """Every problem of one file; `load_posts` gathers them for all files."""
+
     def __init__(self, problems: list[PostError]) -> None:
         super().__init__(problems)
         self.problems = problems
 
 
 def relative_name(path: Path, config: Config) -> str:
-    try:
-        return path.absolute().relative_to(config.root.absolute()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    """The file's identity: its path from the repository root."""
+    root = _root_prefix(config.root)
+    absolute = str(path)
+    if not absolute.startswith(root):
+        absolute = os.path.abspath(path)
+    if absolute.startswith(root):
+        return Path(absolute[len(root) :]).as_posix()
+    return path.as_posix()
+
+
+@functools.lru_cache(maxsize=8)
+def _root_prefix(root: Path) -> str:
+    return os.path.join(os.path.abspath(root), "")
 
 
 def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
@@ -138,25 +150,33 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
     front, body, body_line = _split(text, name)
     node, data = _parse_frontmatter(front, name)
 
-    problems = list(_schema_problems(data, node, name, schema or post_schema()))
-    if problems:
-        raise InvalidPost(problems)
+    # Every check runs, so that one pass shows the author all that is wrong;
+    # a check whose input the schema refused is skipped, not reported twice.
+    if schema is None and _quick_check()(data):
+        schema_problems = []
+    else:
+        validator = _validator() if schema is None else _new_validator(schema)
+        schema_problems = yamlstrict.schema_problems(
+            validator, data, node, _YAML_FIRST_LINE
+        )
+    problems = [PostError(name, line, message) for line, _, message in schema_problems]
+    refused = {where[0] for _, where, _ in schema_problems if where}
 
-    content = normalize_content(body)
-    platforms = tuple(p.lower() for p in data["platforms"])
-    scheduled_line = _line_of(node, ("scheduledFor",))
+    scheduled_line = yamlstrict.line_of(node, ("scheduledFor",), _YAML_FIRST_LINE)
     scheduled_for = None
-    if "scheduledFor" in data:
+    if "scheduledFor" in data and "scheduledFor" not in refused:
         try:
             scheduled_for = parse_schedule(data["scheduledFor"], config)
         except ValueError as error:
             problems.append(PostError(name, scheduled_line, str(error)))
 
+    content = normalize_content(body)
+    platforms = _platforms(data.get("platforms"))
     for message in lengths.problems(content, platforms):
         problems.append(PostError(name, body_line, message))
-    if problems:
-        raise InvalidPost(problems)
 
+    if problems:
+        raise InvalidPost(sorted(problems, key=lambda p: p.line))
     return Post(
         path=name,
         content=content,
@@ -175,42 +195,48 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
 def parse_schedule(value: str, config: Config) -> str:
     """`scheduledFor` as a UTC time, reading a local time in the configured zone."""
     try:
-        moment = dt.datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case T and Z; Python's parser does not.
+        moment = dt.datetime.fromisoformat(value.upper())
     except ValueError:
-        raise ValueError(f"scheduledFor {value!r} is not an ISO 8601 time") from None
+        raise ValueError(
+            f"scheduledFor {value!r} is not a valid time; write it like "
+            "2030-01-20T10:00:00+01:00"
+        ) from None
     if moment.tzinfo is not None:
-        return to_utc(value)
+        return to_utc(moment.isoformat())
 
     zone = config.zone
     if zone is None:
         raise ValueError(
-            f"scheduledFor {value!r} has no UTC offset; add one "
+            f"scheduledFor {value} has no UTC offset; add one "
             f"(e.g. {value}+01:00 or {value}Z) or set timezone in nexus-sync.yaml"
         )
 
-    # A wall-clock time maps to one instant, to none (skipped by a DST jump)
-    # or to two (repeated when the clocks go back); only the first is usable.
+    # A wall-clock time maps to one instant, to none (skipped when the clocks
+    # go forward) or to two (repeated when they go back). Both readings are
+    # offered, each written so that it can be pasted into the file.
     early = moment.replace(tzinfo=zone, fold=0)
     late = moment.replace(tzinfo=zone, fold=1)
     if early.utcoffset() != late.utcoffset():
-        first, second = (t.astimezone(dt.timezone.utc) for t in (early, late))
-        round_trip = first.astimezone(zone).replace(tzinfo=None)
-        stamp = "%Y-%m-%dT%H:%M:%SZ"
-        if round_trip != moment:
-            raise ValueError(
-                f"scheduledFor {value} does not exist in {config.timezone} (the "
-                f"clocks skip it); did you mean {second.strftime(stamp)} or "
-                f"{first.strftime(stamp)}? Write the time with its offset"
-            )
-        raise ValueError(
-            f"scheduledFor {value} occurs twice in {config.timezone}: "
-            f"{first.strftime(stamp)} or {second.strftime(stamp)}; write the "
-            "time with its offset to choose"
+        instants = sorted(t.astimezone(dt.UTC) for t in (early, late))
+        choices = " or ".join(
+            f"{t.astimezone(zone).isoformat()} ({_stamp(t)})" for t in instants
         )
-    return to_utc(early.isoformat())
+        skipped = instants[0].astimezone(zone).replace(tzinfo=None) != moment
+        what = "does not exist" if skipped else "occurs twice"
+        why = "the clocks skip it" if skipped else "the clocks go back"
+        raise ValueError(
+            f"scheduledFor {value} {what} in {config.timezone} ({why}); write {choices}"
+        )
+    return _stamp(early.astimezone(dt.UTC))
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def post_schema() -> dict:
+    """schema/post.schema.json, the rules every frontmatter must follow."""
     return _load_schema("post.schema.json")
 
 
@@ -224,63 +250,165 @@ def _load_schema(name: str) -> dict:
     return _schemas[name]
 
 
+def _new_validator(schema: dict) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    # Built once: making a validator costs far more than using it on a file.
+    return _new_validator(post_schema())
+
+
+@functools.cache
+def _quick_check() -> Callable[[Any], bool]:
+    """Whether data passes the post schema, some twenty times faster.
+
+    jsonschema walks the schema anew for every file, which costs more than
+    reading and parsing the file; fastjsonschema compiles it to Python once.
+    It only answers yes or no: for the messages and their lines, a file that
+    fails is checked again by jsonschema. Both read the same schema, formats
+    checked by the same function, and tests/test_posts.py checks that they
+    agree. The schema's keywords mean the same in draft 7, which
+    fastjsonschema implements, as in 2020-12.
+    """
+    schema = dict(
+        post_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"}
+    )
+    check = fastjsonschema.compile(schema, formats={"date-time": _is_date_time})
+
+    def passes(data: Any) -> bool:
+        try:
+            check(data)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return passes
+
+
+def _is_date_time(value: str) -> bool:
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    return checker.conforms(value, "date-time")
+
+
 def _read_text(path: Path, name: str, config: Config) -> str:
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(config.posts_path.resolve()):
-            raise InvalidPost(
-                [PostError(name, 1, "symbolic link to a file outside the posts folder")]
-            )
+    def refuse(message: str, line: int = 1) -> InvalidPost:
+        return InvalidPost([PostError(name, line, message)])
+
     try:
-        size = path.stat().st_size
+        status = path.lstat()
+        if stat.S_ISLNK(status.st_mode):
+            target = path.resolve()
+            if not target.is_relative_to(config.posts_path.resolve()):
+                raise refuse(
+                    f"symbolic link to {target}, outside the posts folder "
+                    f"{config.posts_dir}/; copy the file instead"
+                )
+            status = path.stat()
     except OSError as error:
-        raise InvalidPost([PostError(name, 1, f"cannot read: {error.strerror}")])
-    if size > MAX_FILE_BYTES:
-        raise InvalidPost(
-            [PostError(name, 1, f"file is {size} bytes; posts are at most 1 MB")]
+        raise refuse(f"cannot read the file: {error.strerror}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise refuse("not a regular file")
+    if status.st_size > MAX_FILE_BYTES:
+        raise refuse(
+            f"the file has {status.st_size} bytes; a post file has at most "
+            f"{MAX_FILE_BYTES} (1 MB)"
         )
 
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise refuse(f"cannot read the file: {error.strerror}") from None
     if b"\x00" in data:
-        raise InvalidPost([PostError(name, 1, "binary file, not a Markdown post")])
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise refuse("binary file (it contains NUL bytes), not a Markdown post", line)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise InvalidPost(
-            [PostError(name, line, f"not UTF-8 (byte {error.start}); save as UTF-8")]
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise refuse(
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
+            "save the file as UTF-8",
+            line,
         ) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+    # A byte-order mark and CR or CRLF line endings are how some editors save;
+    # they must not change a single value, so they go before anything reads.
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+# On text whose lines end in `\n` only, the same boundary as
+# yamlstrict.BOUNDARY, found without splitting the body into lines.
+_CLOSING = re.compile(r"^-{3,}[ \t]*$", re.MULTILINE)
 
 
 def _split(text: str, name: str) -> tuple[str, str, int]:
-    if not _handler.detect(text):
+    first_end = text.find("\n")
+    first = text if first_end == -1 else text[:first_end]
+    if not yamlstrict.BOUNDARY.match(first):
         raise InvalidPost(
             [PostError(name, 1, "no frontmatter: a post starts with a '---' line")]
         )
-    try:
-        front, body = _handler.split(text)
-    except ValueError:
+    close = None if first_end == -1 else _CLOSING.search(text, first_end + 1)
+    if close is None:
         raise InvalidPost(
-            [PostError(name, 1, "the frontmatter opened here never closes with '---'")]
-        ) from None
-    body_line = front.count("\n") + 2
+            [
+                PostError(
+                    name,
+                    1,
+                    "the frontmatter opened here never closes; end it with a "
+                    "'---' line",
+                )
+            ]
+        )
+    front = text[first_end + 1 : close.start()]
+    body = text[close.end() + 1 :]
+    close_line = front.count("\n") + 2
+    # Messages about the body point at its first line of text, or at the
+    # closing `---` when there is none.
+    leading = len(body) - len(body.lstrip())
+    if body[leading:]:
+        body_line = close_line + 1 + body.count("\n", 0, leading)
+    else:
+        body_line = close_line
     return front, body, body_line
 
 
 def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     try:
-        node = yamlstrict.compose(front)
-        data = yamlstrict.construct(node) if node is not None else {}
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + _FRONTMATTER_LINE_OFFSET if mark else 1
-        raise InvalidPost([PostError(name, line, _yaml_message(error))]) from None
+        node, data = yamlstrict.load(front)
     except (yaml.YAMLError, RecursionError) as error:
-        raise InvalidPost([PostError(name, 1, f"invalid YAML: {error}")]) from None
-    if not isinstance(data, dict):
+        if isinstance(error, RecursionError):
+            error = yaml.YAMLError("the frontmatter is nested too deeply")
+        line, message = yamlstrict.yaml_problem(error, _YAML_FIRST_LINE, front)
+        raise InvalidPost([PostError(name, line, message)]) from None
+
+    if data is None:
         raise InvalidPost(
-            [PostError(name, 2, "the frontmatter must be a mapping of keys")]
+            [
+                PostError(
+                    name,
+                    1,
+                    "the frontmatter is empty; a post needs at least "
+                    "platforms, e.g. platforms: [x]",
+                )
+            ]
+        )
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        raise InvalidPost(
+            [
+                PostError(
+                    name,
+                    _YAML_FIRST_LINE,
+                    f"the frontmatter is {kind}; it must be keys and values "
+                    "such as platforms: [x]",
+                )
+            ]
         )
     if isinstance(data.get("platforms"), list):
         data["platforms"] = [
@@ -289,53 +417,11 @@ def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     return node, data
 
 
-def _yaml_message(error: yaml.MarkedYAMLError) -> str:
-    parts = [error.context, error.problem]
-    return "invalid YAML: " + "; ".join(p for p in parts if p)
-
-
-def _schema_problems(
-    data: dict, node: yaml.Node | None, name: str, schema: dict
-) -> Iterable[PostError]:
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.path)):
-        where = tuple(error.absolute_path)
-        line = _line_of(node, where) if node is not None else 1
-        field = ".".join(str(p) for p in where) or "frontmatter"
-        yield PostError(name, line, f"{field}: {_schema_message(error)}")
-
-
-def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties", "unknown key(s)")
-    if error.validator == "anyOf" and error.schema_path[-2:] and "scheduledFor" in [
-        *error.path
-    ]:
-        return (
-            f"{error.instance!r} is not an ISO 8601 time such as "
-            "2030-01-20T10:00:00+01:00"
-        )
-    return error.message
-
-
-def _line_of(node: yaml.Node | None, where: tuple) -> int:
-    """The file line of the value at `where`, or of its nearest parent."""
-    line = 1 if node is None else node.start_mark.line + _FRONTMATTER_LINE_OFFSET
-    for step in where:
-        if isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if k.value == step]
-            if not match:
-                break
-            key, node = match[0]
-            line = key.start_mark.line + _FRONTMATTER_LINE_OFFSET
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-            node = node.value[step]
-            line = node.start_mark.line + _FRONTMATTER_LINE_OFFSET
-        else:
-            break
-    return line
+def _platforms(value: Any) -> tuple[str, ...]:
+    """The known platforms named, so lengths are checked even beside a typo."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(p for p in dict.fromkeys(value) if p in PLATFORMS)
 
 
 def _nexus_block(data: dict) -> NexusBlock:

@@ -10,56 +10,65 @@ from typing import Any
 
 import yaml
 
-_BOUNDARY = re.compile(r"-{3,}[ \t]*\r?\n?\Z")
-_NEXUS_KEY = re.compile(r"nexus[ \t]*:")
+from . import yamlstrict
+
+_NEXUS_KEY = re.compile(r"nexus[ \t]*:(?:[ \t]|\r?\n|\r|\Z)")
 
 
 def render_block(block: dict[str, Any], newline: str = "\n") -> str:
     """The `nexus:` block as YAML lines; strings that look like numbers quoted."""
-    text = yaml.safe_dump(
-        {"nexus": block},
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1_000_000,
-    )
-    return text.replace("\n", newline)
+    return yamlstrict.dump({"nexus": block}).replace("\n", newline)
 
 
 def with_nexus_block(text: str, block: dict[str, Any]) -> str:
-    """`text` with its `nexus:` block replaced by (or extended with) `block`."""
+    """`text` with its `nexus:` block replaced by (or extended with) `block`.
+
+    Only the block's own lines change; when the block already holds these
+    values, in whatever style, `text` comes back unchanged.
+    """
     bom = "\ufeff" if text.startswith("\ufeff") else ""
-    lines = text[len(bom) :].splitlines(keepends=True)
-    if not lines or not _BOUNDARY.match(lines[0]):
-        raise ValueError("the file has no frontmatter")
-    newline = "\r\n" if lines[0].endswith("\r\n") else "\n"
-
-    close = next(
-        (i for i in range(1, len(lines)) if _BOUNDARY.match(lines[i])), None
-    )
+    lines = yamlstrict.split_lines(text[len(bom) :])
+    close = yamlstrict.closing_line(lines)
     if close is None:
+        raise ValueError("the file has no frontmatter")
+    if close == -1:
         raise ValueError("the frontmatter never closes")
+    newline = lines[0][len(lines[0].rstrip("\r\n")) :] or "\n"
 
-    start = next(
-        (i for i in range(1, close) if _NEXUS_KEY.match(lines[i])), None
-    )
+    start = next((i for i in range(1, close) if _NEXUS_KEY.match(lines[i])), None)
     if start is None:
         start = end = close
-        if not lines[close - 1].endswith("\n"):
+        if not lines[close - 1].endswith(("\n", "\r")):
             lines[close - 1] += newline
     else:
-        # The block is its key line and the indented lines under it; comments
-        # and blank lines after its last indented line belong to what follows.
-        end = start + 1
-        for i in range(start + 1, close):
-            stripped = lines[i].strip()
-            if lines[i][:1] in (" ", "\t") and stripped and not stripped.startswith("#"):
-                end = i + 1
-            elif stripped and not stripped.startswith("#"):
-                break
+        end = _block_end(lines, start, close)
+        if _holds(lines[start:end], block):
+            return text
 
     rendered = render_block(block, newline)
     return bom + "".join(lines[:start]) + rendered + "".join(lines[end:])
+
+
+def _block_end(lines: list[str], start: int, close: int) -> int:
+    # The block is its key line and the indented lines under it; comments
+    # and blank lines after its last indented line belong to what follows.
+    end = start + 1
+    for index in range(start + 1, close):
+        stripped = lines[index].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if lines[index][:1] not in (" ", "\t"):
+            break
+        end = index + 1
+    return end
+
+
+def _holds(lines: list[str], block: dict[str, Any]) -> bool:
+    try:
+        current = yamlstrict.load("".join(lines))[1]
+    except yaml.YAMLError:
+        return False
+    return isinstance(current, dict) and current.get("nexus") == block
 
 
 def write_nexus_block(path: Path, block: dict[str, Any]) -> bool:
@@ -69,7 +78,10 @@ def write_nexus_block(path: Path, block: dict[str, Any]) -> bool:
 
 
 def replace_atomically(path: Path, text: str, current: str | None = None) -> bool:
-    """Write `text` to `path` through a temporary file and a rename."""
+    """Write `text` to `path` through a temporary file and a rename.
+
+    A reader (or a crash) sees the old file or the new one, never half of one.
+    """
     if current is None and path.exists():
         current = path.read_bytes().decode("utf-8")
     if current == text:
