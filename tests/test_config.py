@@ -114,11 +114,11 @@ def test_an_empty_or_missing_file_gives_the_defaults(tmp_path: Path) -> None:
                 "nexus-sync.yaml:2: unknown setting 'token'; the settings are "
                 "adoption_window_days, api_url, auth_flow, bluesky_handle, client_id, "
                 "max_change_fraction, min_managed_for_safety, parallelism, posts_dir, "
-                "region, retry_after_cap, timezone",
+                "region, retry_after_cap, timezone, user_pool_id",
                 "nexus-sync.yaml:3: unknown setting 'post_dir'; the settings are "
                 "adoption_window_days, api_url, auth_flow, bluesky_handle, client_id, "
                 "max_change_fraction, min_managed_for_safety, parallelism, posts_dir, "
-                "region, retry_after_cap, timezone",
+                "region, retry_after_cap, timezone, user_pool_id",
             ],
         ),
         (
