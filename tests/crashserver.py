@@ -17,6 +17,7 @@ once, with nothing flushed and no handler run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -24,8 +25,9 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 import uvicorn
@@ -191,20 +193,18 @@ class HoldingServer:
             # The emulator has committed the request and starts its answer.
             arm.reached.set()
             await arm.released.wait()
-            try:
+            # The client is dead by now; its socket may be gone.
+            with contextlib.suppress(OSError, RuntimeError):
                 await send(message)
-            except Exception:  # the client is dead; its socket may be gone
-                pass
 
         await self._app(scope, receive, hold)
 
 
 async def _refuse(send: Send) -> None:
-    try:
+    # The client is dead by now; its socket may be gone.
+    with contextlib.suppress(OSError, RuntimeError):
         await send({"type": "http.response.start", "status": 503, "headers": []})
         await send({"type": "http.response.body", "body": b""})
-    except Exception:  # the client is dead; its socket may be gone
-        pass
 
 
 # -- the real command in fast, killable processes ------------------------------

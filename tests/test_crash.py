@@ -24,11 +24,10 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import git, make_repo, nexus_sync_command
 from crashserver import DELIVERED, HELD, CliProcesses, HoldingServer, copy_tree
 from endstate import end_state_problems
@@ -189,7 +188,7 @@ def test_crash_after_every_request(
     for k in range(1, len(clean_run) + 1, STRIDE):
         repo, env = world.fresh_case()
         reached = world.server.arm(k, mode)
-        process, log = world.cli.start(APPLY, repo, env)
+        process, _ = world.cli.start(APPLY, repo, env)
         deadline = time.monotonic() + 60
         while not reached.wait(0.01) and process.is_alive():
             assert time.monotonic() < deadline, (
