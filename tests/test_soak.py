@@ -20,7 +20,7 @@ from nexus_sync.config import load_config
 from nexus_sync.emulator.store import Store
 from nexus_sync.inventory import save_inventory
 from nexus_sync.plan import Message, desired_block
-from nexus_sync.writeback import write_nexus_block
+from nexus_sync.writeback import with_nexus_block
 
 # How many changes of each kind; they add up to 1,000 (set
 # NEXUS_SYNC_SOAK_SCALE=0.1 for a quick look at a tenth of that).
@@ -68,9 +68,9 @@ def existing_world(repo: Path, state_dir: Path, count: int) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Every fourth old post is a draft, so that some can be published.
             text = post_text(number, scheduled=number % 4 != 0)
-            path.write_text(text)
             data = store.create("alice", _body_of(number, text), now)
-            write_nexus_block(path, desired_block(Message.from_api(data), config))
+            block = desired_block(Message.from_api(data), config)
+            path.write_text(with_nexus_block(text, block))
             inventory[data["id"]] = path.relative_to(repo).as_posix()
             files.append(path)
     finally:
@@ -141,7 +141,9 @@ def test_one_thousand_changes_under_every_fault(tmp_path: Path) -> None:
         server.knobs(**FAULTS)
         server.clear_requests()
 
-        applied = run_command(["apply", "--force"], repo, env, timeout=600)
+        applied = run_command(
+            ["apply", "--force", "--parallelism", "8"], repo, env, timeout=600
+        )
 
         server.knobs(error_rate=0, rate_429=0, drop_rate=0)
         counts = server.requests()["counts"]
