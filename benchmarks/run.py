@@ -22,21 +22,17 @@ import math
 import os
 import pstats
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+# The tests' emulator server and command, so that both drive the same thing.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import EmulatorServer, nexus_sync_command
 
 PLATFORMS = (["x"], ["x", "bluesky"], ["linkedin"], ["x", "linkedin", "bluesky"])
-
-
-def nexus_sync() -> list[str]:
-    script = shutil.which("nexus-sync", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "nexus_sync"]
 
 
 def measured(
@@ -130,58 +126,13 @@ print(parsed)
 """
 
 
-class Server:
-    def __init__(self, state_dir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                *nexus_sync(),
-                "emulator",
-                "serve",
-                "--port",
-                str(self.port),
-                "--state-dir",
-                str(state_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{self.url}/_emulator/knobs", timeout=1)
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the emulator did not start") from None
-                time.sleep(0.05)
+def environment(server: EmulatorServer, user: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    return {**base, **server.env(user), "NO_COLOR": "1"}
 
-    def env(self, user: str) -> dict[str, str]:
-        token = httpx.post(f"{self.url}/_emulator/token", json={"user": user}).json()
-        base = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-        return {
-            **base,
-            "NEXUS_API_URL": self.url,
-            "NEXUS_TOKEN": token["token"],
-            "NO_COLOR": "1",
-        }
 
-    def knobs(self, **values: object) -> None:
-        httpx.put(f"{self.url}/_emulator/knobs", json=values).raise_for_status()
-
-    def clear_requests(self) -> None:
-        httpx.delete(f"{self.url}/_emulator/requests").raise_for_status()
-
-    def request_count(self) -> int:
-        counts = httpx.get(f"{self.url}/_emulator/requests").json()["counts"]
-        return sum(counts.values())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+def request_count(server: EmulatorServer) -> int:
+    return sum(server.requests()["counts"].values())
 
 
 def make_repo(path: Path) -> Path:
@@ -197,15 +148,15 @@ def noop_plan_rows(scratch: Path, sizes: list[int], profile: bool) -> list[list[
         state = scratch / f"state-{count}"
         state.mkdir()
         applied_world(root, state, count, "bench")
-        server = Server(state)
+        server = EmulatorServer(state)
         try:
-            env = server.env("bench")
-            measured([*nexus_sync(), "plan"], root, env)  # warm the page cache
+            env = environment(server, "bench")
+            measured([*nexus_sync_command(), "plan"], root, env)  # warm the page cache
             server.clear_requests()
             seconds, memory, code = measured(
-                [*nexus_sync(), "plan", "--detailed-exitcode"], root, env
+                [*nexus_sync_command(), "plan", "--detailed-exitcode"], root, env
             )
-            requests = server.request_count()
+            requests = request_count(server)
             floor_seconds, floor_memory, _ = measured(
                 [sys.executable, "-c", FLOOR, str(root)], root, env
             )
@@ -245,7 +196,7 @@ def apply_rows(
 ) -> list[list[str]]:
     state = scratch / "apply-state"
     state.mkdir()
-    server = Server(state)
+    server = EmulatorServer(state)
     rows = []
     baseline = None
     try:
@@ -253,9 +204,11 @@ def apply_rows(
         for parallelism in parallelisms:
             root = make_repo(scratch / f"apply-{parallelism}")
             new_posts(root, creates)
-            env = server.env(f"bench-p{parallelism}")
+            env = environment(server, f"bench-p{parallelism}")
             seconds, memory, code = measured(
-                [*nexus_sync(), "apply", "--parallelism", str(parallelism)], root, env
+                [*nexus_sync_command(), "apply", "--parallelism", str(parallelism)],
+                root,
+                env,
             )
             baseline = baseline or seconds
             rows.append(
@@ -290,7 +243,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     startup, startup_memory, _ = measured(
-        [*nexus_sync(), "--version"], Path.cwd(), dict(os.environ)
+        [*nexus_sync_command(), "--version"], Path.cwd(), dict(os.environ)
     )
     scratch = Path(tempfile.mkdtemp(prefix="nexus-sync-bench-"))
     try:

@@ -22,15 +22,14 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
+from conftest import EmulatorServer, free_port
 
 from nexus_sync.emulator import Emulator, create_app
 
@@ -41,12 +40,6 @@ Send = Callable[[dict], Awaitable[None]]
 HELD = "held"
 DELIVERED = "delivered"
 _NOT_COUNTED = ("/_emulator", "/.well-known")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -118,23 +111,14 @@ class HoldingServer:
             self._app = None
 
     def env(self, user: str = "alice") -> dict[str, str]:
-        assert self.emulator is not None
-        return {"NEXUS_API_URL": self.url, "NEXUS_TOKEN": self.emulator.mint(user)}
+        return {"NEXUS_API_URL": self.url, "NEXUS_TOKEN": self.token(user)}
 
-    def messages(self, user: str = "alice") -> list[dict[str, Any]]:
+    def token(self, user: str) -> str:
         assert self.emulator is not None
-        headers = {"Authorization": f"Bearer {self.emulator.mint(user)}"}
-        found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": 100}
-        with httpx.Client(base_url=self.url, headers=headers) as http:
-            while True:
-                page = http.get("/messages", params=params)
-                page.raise_for_status()
-                body = page.json()
-                found.extend(body["messages"])
-                if not body["pagination"]["nextToken"]:
-                    return found
-                params["nextToken"] = body["pagination"]["nextToken"]
+        return self.emulator.mint(user)
+
+    # Every message of `user`, read through the API, all pages.
+    messages = EmulatorServer.messages
 
     # -- stopping the world at request k -------------------------------------
 

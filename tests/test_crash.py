@@ -108,6 +108,7 @@ def build_world(root: Path, server: HoldingServer, cli: CliProcesses) -> None:
         if number == 100:
             text = text.replace("platforms:", "publish: now\nplatforms:", 1)
         (posts / f"new-{number}.md").write_text(text)
+    assert len(list(posts.rglob("*.md"))) == FIRST_APPLIED - DELETED + CREATED == 30
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "edits")
 
