@@ -308,6 +308,9 @@ def _read_text(path: Path, name: str, config: Config) -> str:
                     f"{config.posts_dir}/; copy the file instead"
                 )
             status = path.stat()
+    except RuntimeError:
+        # Path.resolve() raises it for a link that leads back to itself.
+        raise refuse("symbolic link loop; the link never reaches a file") from None
     except OSError as error:
         raise refuse(f"cannot read the file: {error.strerror}") from None
     if not stat.S_ISREG(status.st_mode):
@@ -421,7 +424,8 @@ def _platforms(value: Any) -> tuple[str, ...]:
     """The known platforms named, so lengths are checked even beside a typo."""
     if not isinstance(value, list):
         return ()
-    return tuple(p for p in dict.fromkeys(value) if p in PLATFORMS)
+    names = [item for item in value if isinstance(item, str)]
+    return tuple(p for p in dict.fromkeys(names) if p in PLATFORMS)
 
 
 def _nexus_block(data: dict) -> NexusBlock:

@@ -64,7 +64,7 @@ class StrictLoader(_Base):  # type: ignore[misc,valid-type]
         return self._scalar(node, int, _INT)
 
     def construct_strict_float(self, node: yaml.ScalarNode) -> float:
-        return self._scalar(node, float, _FLOAT)
+        return self._scalar(node, _float, _FLOAT)
 
     def construct_strict_bool(self, node: yaml.ScalarNode) -> bool:
         return self._scalar(node, lambda text: text == "true", _BOOL)
@@ -102,6 +102,14 @@ _FLOAT = re.compile(
     re.X,
 )
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+
+def _float(text: str) -> float:
+    # YAML spells infinity and not-a-number `.inf` and `.nan`; Python does not.
+    sign, magnitude = ("-" if text.startswith("-") else ""), text.lstrip("+-")
+    if magnitude.lower() in (".inf", ".nan"):
+        return float(sign + magnitude[1:])
+    return float(text)
 
 StrictLoader.add_implicit_resolver(_TAG + "bool", _BOOL, list("tf"))
 StrictLoader.add_implicit_resolver(_TAG + "int", _INT, list("-+0123456789"))
@@ -264,10 +272,19 @@ def schema_problems(
     for error in validator.iter_errors(data):
         for key in _offending_keys(error):
             where = tuple(error.absolute_path) + key
-            field = ".".join(str(step) for step in where) or "frontmatter"
+            field = ".".join(_step_name(step) for step in where) or "frontmatter"
             line = line_of(node, where, first_line)
             found.append((line, where, f"{field}: {describe_error(error)}"))
     return sorted(found, key=lambda problem: (problem[0], problem[2]))
+
+
+def _step_name(step: Any) -> str:
+    # A key of blanks or control characters would break the `path:line:
+    # message` line (and a GitHub annotation), so such a key is quoted.
+    text = str(step)
+    if text and text.isprintable() and text.strip() == text:
+        return text
+    return repr(text)
 
 
 def _offending_keys(error: jsonschema.ValidationError) -> list[tuple[str, ...]]:

@@ -17,6 +17,7 @@ once, with nothing flushed and no handler run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import dataclasses
 import multiprocessing
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from conftest import EmulatorServer, free_port
 
@@ -116,6 +118,13 @@ class HoldingServer:
     def token(self, user: str) -> str:
         assert self.emulator is not None
         return self.emulator.mint(user)
+
+    def bearer(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
 
     # Every message of `user`, read through the API, all pages.
     messages = EmulatorServer.messages

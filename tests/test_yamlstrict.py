@@ -194,3 +194,11 @@ def test_dumped_strings_read_back_as_the_same_strings_in_both_loaders(
 
     assert load(text) == {"nexus": {"id": value}}
     assert yaml.safe_load(text) == {"nexus": {"id": value}}
+
+
+def test_yaml_infinity_and_nan_are_floats_not_a_crash() -> None:
+    from nexus_sync import yamlstrict
+
+    _, data = yamlstrict.load("a: .inf\nb: -.Inf\nc: 1.5\n")
+
+    assert data == {"a": float("inf"), "b": float("-inf"), "c": 1.5}
