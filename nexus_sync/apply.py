@@ -87,6 +87,9 @@ class Applier:
         self._known: set[str] = set(inventory)
         self._listings = _Listings(client)
         self._twins: dict[tuple, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._saving = asyncio.Lock()
+        self._version = 0
+        self._saved = 0
 
     async def apply(self, plan: Plan) -> Result:
         result = Result()
@@ -139,30 +142,30 @@ class Applier:
 
         if action == plans.DELETE:
             await self.client.delete_message(change.message_id)
-            self._record(change.message_id, None)
+            await self._record(change.message_id, None)
             return f"deleted {change.message_id}"
 
         if action == plans.FORGET:
-            self._record(change.message_id, None)
+            await self._record(change.message_id, None)
             return f"forgot {change.message_id}"
 
         if action in (plans.ADOPT, plans.WRITEBACK):
             if change.replaces:
-                self._record(change.replaces, None)
-            self._write(post, change.message)
+                await self._record(change.replaces, None)
+            await self._write(post, change.message)
             message_id = change.message.id
             verb = f"recorded {message_id}"
         elif action == plans.CREATE:
             message, adopted = await self._create(change)
             if change.replaces:
-                self._record(change.replaces, None)
-            self._write(post, message)
+                await self._record(change.replaces, None)
+            await self._write(post, message)
             message_id = message.id
             verb = f"{'adopted' if adopted else 'created'} {message_id}"
         elif action == plans.UPDATE:
             message_id = change.message_id
             data = await self.client.update_message(message_id, patch_body(change))
-            self._write(post, Message.from_api(data))
+            await self._write(post, Message.from_api(data))
             verb = f"updated {message_id} ({', '.join(f.name for f in change.fields)})"
         else:
             message_id = change.message_id
@@ -172,7 +175,7 @@ class Applier:
             data = await self.client.publish_message(
                 message_id, idempotency_key("publish", post, message_id)
             )
-            self._write(post, Message.from_api(data))
+            await self._write(post, Message.from_api(data))
             verb = f"{verb}, published" if verb else f"published {message_id}"
         return verb
 
@@ -238,19 +241,33 @@ class Applier:
         )
         return message
 
-    def _write(self, post: Post, message: Message) -> None:
-        write_nexus_block(
-            self.config.root / post.path, desired_block(message, self.config)
+    async def _write(self, post: Post, message: Message) -> None:
+        # Disk writes (each with an fsync) run beside the event loop, so that
+        # they do not hold up the requests of the other changes in flight.
+        await asyncio.to_thread(
+            write_nexus_block,
+            self.config.root / post.path,
+            desired_block(message, self.config),
         )
         self._known.add(message.id)
-        self._record(message.id, post.path)
+        await self._record(message.id, post.path)
 
-    def _record(self, message_id: str, path: str | None) -> None:
+    async def _record(self, message_id: str, path: str | None) -> None:
         if path is None:
             self.inventory.pop(message_id, None)
         else:
             self.inventory[message_id] = path
-        save_inventory(self.config.root, self.inventory)
+        self._version += 1
+        wanted = self._version
+
+        # One save at a time, of the newest record: changes that land while a
+        # save is running are all covered by the next one.
+        async with self._saving:
+            if self._saved >= wanted:
+                return
+            version, snapshot = self._version, dict(self.inventory)
+            await asyncio.to_thread(save_inventory, self.config.root, snapshot)
+            self._saved = version
 
 
 class _Listings:

@@ -14,10 +14,12 @@ only a post that might be over the limit is parsed in full.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import sys
 import types
 import unicodedata
+from typing import Any
 
 import regex
 
@@ -50,9 +52,24 @@ def _import_twitter_text() -> types.ModuleType:
             del sys.modules["pkg_resources"]
 
 
-_twitter_text = _import_twitter_text()
-parse_tweet = _twitter_text.parse_tweet
-_extract_urls = _twitter_text.extract_urls_with_indices
+@functools.cache
+def twitter_text() -> types.ModuleType:
+    """The library, imported on first use: compiling its patterns takes most of
+    a second, and most posts are judged by the quick bound alone."""
+    return _import_twitter_text()
+
+
+def parse_tweet(content: str) -> Any:
+    return twitter_text().parse_tweet(content)
+
+
+def _extract_urls(content: str) -> list[dict]:
+    return twitter_text().extract_urls_with_indices(content)
+
+
+# twitter-text v3's ranges of weight 1 (its config's "defaults"), as code
+# points; tests/test_lengths.py checks them against the library's own config.
+X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
 
 SERVICE_MAX = 10_000
 X_MAX = 280
@@ -67,11 +84,7 @@ _X_INVALID = regex.compile("[\ufffe\ufeff\uffff]")
 
 def _heavy_characters() -> regex.Pattern:
     """Characters that weigh 2 in twitter-text v3: all outside its light ranges."""
-    light = "".join(
-        f"\\U{span['start']:08x}-\\U{span['end']:08x}"
-        for span in _twitter_text.config.config["defaults"]["ranges"]
-        if span["weight"] == 100
-    )
+    light = "".join(f"\\U{start:08x}-\\U{end:08x}" for start, end in X_LIGHT_RANGES)
     return regex.compile(f"[^{light}]")
 
 

@@ -18,8 +18,8 @@ from nexus_sync import lengths
 # Through nexus_sync.lengths, which lets twitter-text-parser import without
 # pkg_resources.
 parse_tweet = lengths.parse_tweet
-extract_emojis_with_indices = lengths._twitter_text.extract_emojis_with_indices
-_config = lengths._twitter_text.config
+extract_emojis_with_indices = lengths.twitter_text().extract_emojis_with_indices
+_config = lengths.twitter_text().config
 
 CONFORMANCE = yaml.safe_load(
     (DATA / "twitter-text" / "twitter-text-v3-lengths.yml").read_text("utf-8")
@@ -211,3 +211,11 @@ def test_x_counting_imports_without_pkg_resources(tmp_path: Path) -> None:
     )
 
     assert done.stdout == "34\nFalse\n"
+
+
+def test_the_light_ranges_are_twitter_texts_own() -> None:
+    ranges = _config.config["defaults"]["ranges"]
+
+    assert lengths.X_LIGHT_RANGES == tuple(
+        (span["start"], span["end"]) for span in ranges if span["weight"] == 100
+    )
