@@ -52,14 +52,9 @@ def idempotency_key(action: str, post: Post, message_id: str | None = None) -> s
 
 
 def same_message(post: Post, message: Message) -> bool:
-    """Whether `message` is what a create of `post` makes: content, title,
-    platforms and schedule, compared as the reconciler compares them."""
-    return (
-        message.content == post.content
-        and message.title == (post.title or None)
-        and frozenset(message.platforms) == frozenset(post.platforms)
-        and message.scheduled_for == post.desired_schedule
-    )
+    """Whether `message` is what a create of `post` makes, as the reconciler
+    compares them."""
+    return plans.fingerprint_post(post) == plans.fingerprint_message(message)
 
 
 class Applier:
@@ -191,7 +186,7 @@ class Applier:
         # that looked for it; the resend then relies on the Idempotency-Key,
         # and a service that ignores the key would make a second message.
         # Nothing short of the service honouring the key closes that gap.
-        async with self._twins[_fingerprint(post)]:
+        async with self._twins[plans.fingerprint_post(post)]:
             for _ in range(CREATE_ROUNDS):
                 try:
                     data = await self.client.create_message(body, key)
@@ -291,15 +286,6 @@ class _Listings:
 
     async def _list(self) -> list[Message]:
         return [Message.from_api(data) for data in await self._client.list_messages()]
-
-
-def _fingerprint(post: Post) -> tuple:
-    return (
-        post.content,
-        post.title or None,
-        frozenset(post.platforms),
-        post.desired_schedule,
-    )
 
 
 async def apply_plan(

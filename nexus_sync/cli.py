@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -22,8 +23,8 @@ from .auth import RedactingFormatter, redact
 from .config import Config, load_config
 from .errors import FileProblem, InvalidConfig, InvalidPosts, NexusSyncError
 from .importer import import_messages
-from .posts import load_posts
 from .plan import Message, Plan, check_apply
+from .posts import load_posts
 from .session import LOCAL_STATE_DIR, open_client, plan_for
 
 log = logging.getLogger("nexus_sync")
@@ -94,7 +95,9 @@ def _escape_property(text: str) -> str:
     default=".",
     help="The repository root (where nexus-sync.yaml and posts/ are).",
 )
-@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv: debug).")
+@click.option(
+    "-v", "--verbose", count=True, help="More logging on stderr (-vv: debug)."
+)
 @click.pass_context
 def main(ctx: click.Context, root: Path, verbose: int) -> None:
     """Keep social posts as Markdown files and reconcile them with Nexus Share."""
@@ -128,7 +131,10 @@ def _config(ctx: click.Context, **overrides: Any) -> Config:
 @main.command()
 @_connection_options
 @click.option(
-    "--format", "output_format", type=click.Choice(FORMATS), default="text",
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="text",
     help="How to print the plan.",
 )
 @click.option(

@@ -55,7 +55,9 @@ def import_messages(
     folder.mkdir(parents=True, exist_ok=True)
     for message in messages:
         path = _free_path(folder, file_name(message))
-        replace_atomically(path, post_file_text(message, desired_block(message, config)))
+        replace_atomically(
+            path, post_file_text(message, desired_block(message, config))
+        )
         relative = path.relative_to(config.root).as_posix()
         inventory[message.id] = relative
 

@@ -12,7 +12,8 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .config import Config
 from .errors import InvalidPosts, PlanMismatch, PostError, TooMuchChange
@@ -90,9 +91,7 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     publish: bool = False
     post: Post | None = dataclasses.field(default=None, compare=False, repr=False)
-    message: Message | None = dataclasses.field(
-        default=None, compare=False, repr=False
-    )
+    message: Message | None = dataclasses.field(default=None, compare=False, repr=False)
     note: str | None = None
     replaces: str | None = None
 
@@ -415,13 +414,13 @@ def _adoptable(
             created = _parse(message.created_at)
             if created is None or now - created > window:
                 continue
-        found[_fingerprint_message(message)].append(message)
+        found[fingerprint_message(message)].append(message)
     return found
 
 
 def _take_twin(adoptable: dict[tuple, list[Message]], post: Post) -> Message | None:
     """The oldest unmanaged message identical to `post`, taken from the pool."""
-    twins = adoptable.get(_fingerprint_post(post))
+    twins = adoptable.get(fingerprint_post(post))
     return twins.pop(0) if twins else None
 
 
@@ -429,7 +428,8 @@ def _join(*notes: str | None) -> str | None:
     return "; ".join(note for note in notes if note) or None
 
 
-def _fingerprint_post(post: Post) -> tuple:
+def fingerprint_post(post: Post) -> tuple:
+    """What makes a message the one a create of `post` would make."""
     return (
         post.content,
         post.title or None,
@@ -438,7 +438,8 @@ def _fingerprint_post(post: Post) -> tuple:
     )
 
 
-def _fingerprint_message(message: Message) -> tuple:
+def fingerprint_message(message: Message) -> tuple:
+    """The same as `fingerprint_post`, for a message of the account."""
     return (
         message.content,
         message.title,
@@ -466,8 +467,14 @@ def _compare(
             _check_future(post, now, problems)
         # A failed post is sent again only once it has been edited.
         return Change(
-            UPDATE, post.path, message.id, tuple(fields), post.publish_now, post,
-            message, note,
+            UPDATE,
+            post.path,
+            message.id,
+            tuple(fields),
+            post.publish_now,
+            post,
+            message,
+            note,
         )
 
     if message.status == "DIRECT" and recorded:
@@ -478,7 +485,13 @@ def _compare(
 
     if block_differs or not recorded:
         return Change(
-            WRITEBACK, post.path, message.id, block_changes, False, post, message,
+            WRITEBACK,
+            post.path,
+            message.id,
+            block_changes,
+            False,
+            post,
+            message,
             note,
         )
     return None
@@ -553,7 +566,7 @@ def _parse(value: str | None) -> dt.datetime | None:
         return None
     moment = dt.datetime.fromisoformat(value)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment
 
 
@@ -561,4 +574,4 @@ def _instant(value: str | None) -> str | None:
     moment = _parse(value)
     if moment is None:
         return None
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

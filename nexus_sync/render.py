@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -85,7 +86,9 @@ def as_text(plan: Plan, color: bool = False) -> str:
             "for them):"
         )
         for message in plan.unmanaged[:UNMANAGED_SHOWN]:
-            lines.append(f"    {message.id} {message.status}: {_excerpt(message.content)}")
+            lines.append(
+                f"    {message.id} {message.status}: {_excerpt(message.content)}"
+            )
         if len(plan.unmanaged) > UNMANAGED_SHOWN:
             lines.append(
                 f"    ...and {len(plan.unmanaged) - UNMANAGED_SHOWN} more "
@@ -193,9 +196,7 @@ def _change_data(change: Change) -> dict[str, Any]:
         "path": change.path,
         "id": change.message_id,
         "publish": change.publish,
-        "fields": [
-            {"name": f.name, "old": f.old, "new": f.new} for f in change.fields
-        ],
+        "fields": [{"name": f.name, "old": f.old, "new": f.new} for f in change.fields],
         "note": change.note,
     }
     if change.action == plans.CREATE and change.post is not None:

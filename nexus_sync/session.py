@@ -121,6 +121,6 @@ async def plan_for(
     posts = read_posts(config)
     inventory = load_inventory(config.root)
     remote = [Message.from_api(data) for data in await client.list_messages()]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     plan = make_plan(posts, inventory, remote, now, config, prune_unmanaged)
     return plan, inventory

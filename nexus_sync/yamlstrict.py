@@ -99,7 +99,7 @@ _INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
 _FLOAT = re.compile(
     r"""^(?:[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-    re.X,
+    re.VERBOSE,
 )
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
@@ -110,6 +110,7 @@ def _float(text: str) -> float:
     if magnitude.lower() in (".inf", ".nan"):
         return float(sign + magnitude[1:])
     return float(text)
+
 
 StrictLoader.add_implicit_resolver(_TAG + "bool", _BOOL, list("tf"))
 StrictLoader.add_implicit_resolver(_TAG + "int", _INT, list("-+0123456789"))

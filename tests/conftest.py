@@ -11,8 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -330,9 +331,7 @@ def cognito(moto_url: str) -> CognitoPool:
         ],
     )["UserPoolClient"]["ClientId"]
     user, password = "alice", "Correct-Horse-7-Battery!"
-    admin.admin_create_user(
-        UserPoolId=pool_id, Username=user, MessageAction="SUPPRESS"
-    )
+    admin.admin_create_user(UserPoolId=pool_id, Username=user, MessageAction="SUPPRESS")
     admin.admin_set_user_password(
         UserPoolId=pool_id, Username=user, Password=password, Permanent=True
     )

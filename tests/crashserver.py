@@ -17,9 +17,9 @@ once, with nothing flushed and no handler run.
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import shutil

@@ -28,10 +28,20 @@ def test_apply_local_creates_every_example_post_and_writes_back_only_the_block(
     assert f"Apply: {len(posts)} done, 0 failed, 0 not started." in result.stdout
     for path in posts:
         relative = path.relative_to(repo).as_posix()
-        assert re.search(rf"{re.escape(relative)}: created POST\|local\|\d+", result.stdout)
+        assert re.search(
+            rf"{re.escape(relative)}: created POST\|local\|\d+", result.stdout
+        )
         diff = git(repo, "diff", "-U0", "--", relative)
-        added = [l for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
-        removed = [l for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
+        added = [
+            l
+            for l in diff.splitlines()
+            if l.startswith("+") and not l.startswith("+++")
+        ]
+        removed = [
+            l
+            for l in diff.splitlines()
+            if l.startswith("-") and not l.startswith("---")
+        ]
         assert removed == []
         assert added[0] == "+nexus:"
         assert re.fullmatch(r"\+  id: POST\|local\|\d+", added[1])
@@ -62,7 +72,9 @@ def test_plan_after_apply_is_empty_with_exit_code_0(repo: Path) -> None:
 def test_edit_then_delete_round_trip(repo: Path) -> None:
     assert run_command(["apply", "--local"], repo).code == 0
     tip = repo / "posts" / "2030-03-10-short-tip.md"
-    tip.write_text(tip.read_text().replace("The plan is the review.", "Review the plan."))
+    tip.write_text(
+        tip.read_text().replace("The plan is the review.", "Review the plan.")
+    )
 
     plan = run_command(["plan", "--local", "--detailed-exitcode"], repo)
 
@@ -71,7 +83,9 @@ def test_edit_then_delete_round_trip(repo: Path) -> None:
     assert "-Tip: run `nexus-sync plan` before you merge. The plan is the review." in (
         plan.stdout
     )
-    assert "+Tip: run `nexus-sync plan` before you merge. Review the plan." in plan.stdout
+    assert (
+        "+Tip: run `nexus-sync plan` before you merge. Review the plan." in plan.stdout
+    )
     assert "title:" not in plan.stdout and "platforms:" not in plan.stdout
     assert "Plan: 0 to create, 1 to update, 0 to delete" in plan.stdout
 
@@ -114,7 +128,14 @@ def test_token_from_the_token_command_is_accepted(
     repo: Path, emulator: EmulatorServer
 ) -> None:
     token = run_command(
-        ["emulator", "token", "--user", "alice", "--state-dir", str(emulator.state_dir)],
+        [
+            "emulator",
+            "token",
+            "--user",
+            "alice",
+            "--state-dir",
+            str(emulator.state_dir),
+        ],
         repo,
     )
     assert token.code == 0

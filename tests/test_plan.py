@@ -13,7 +13,7 @@ from nexus_sync.errors import InvalidPosts, PlanMismatch, TooMuchChange
 from nexus_sync.plan import Message, check_apply, make_plan
 from nexus_sync.posts import NexusBlock, Post
 
-NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 CONFIG = Config(root=Path("/repo"))
 LATER = "2030-01-01T10:00:00Z"
 
@@ -29,7 +29,9 @@ def post(path: str, content: str = "Hello", **fields: object) -> Post:
     )
 
 
-def message(id: str, content: str = "Hello", status: str = "DRAFT", **fields: object) -> Message:
+def message(
+    id: str, content: str = "Hello", status: str = "DRAFT", **fields: object
+) -> Message:
     return Message(
         id=id,
         status=status,
@@ -59,7 +61,9 @@ def test_direct_message_is_left_alone_while_in_flight() -> None:
 
 
 def test_direct_message_of_a_deleted_file_is_neither_deleted_nor_forgotten() -> None:
-    result = make_plan([], {"M1": "posts/a.md"}, [message("M1", status="DIRECT")], NOW, CONFIG)
+    result = make_plan(
+        [], {"M1": "posts/a.md"}, [message("M1", status="DIRECT")], NOW, CONFIG
+    )
 
     assert actions(result) == []
 
@@ -149,7 +153,9 @@ def test_create_in_the_past_is_an_error_at_its_line() -> None:
 
 def test_due_message_with_the_same_time_is_not_an_error() -> None:
     past = "2026-12-04T11:59:00Z"
-    posts = [post("a.md", scheduled_for=past, nexus={"id": "M1", "status": "SCHEDULED"})]
+    posts = [
+        post("a.md", scheduled_for=past, nexus={"id": "M1", "status": "SCHEDULED"})
+    ]
     remote = [message("M1", status="SCHEDULED", scheduled_for=past)]
 
     result = make_plan(posts, {"M1": "posts/a.md"}, remote, NOW, CONFIG)
@@ -162,9 +168,15 @@ def test_failed_message_is_published_again_only_after_an_edit() -> None:
     remote = [message("M1", "Hello", status="FAILED", error="rejected")]
     inventory = {"M1": "posts/a.md"}
 
-    unchanged = make_plan([post("a.md", publish_now=True, nexus=block)], inventory, remote, NOW, CONFIG)
+    unchanged = make_plan(
+        [post("a.md", publish_now=True, nexus=block)], inventory, remote, NOW, CONFIG
+    )
     edited = make_plan(
-        [post("a.md", "Fixed", publish_now=True, nexus=block)], inventory, remote, NOW, CONFIG
+        [post("a.md", "Fixed", publish_now=True, nexus=block)],
+        inventory,
+        remote,
+        NOW,
+        CONFIG,
     )
 
     assert actions(unchanged) == []
@@ -187,7 +199,9 @@ def test_prune_deletes_unmanaged_drafts_but_never_published_messages() -> None:
 def test_checksum_changes_with_the_content_of_a_create() -> None:
     one = make_plan([post("a.md", "One")], {}, [], NOW, CONFIG)
     two = make_plan([post("a.md", "Two")], {}, [], NOW, CONFIG)
-    again = make_plan([post("a.md", "One")], {}, [], NOW + dt.timedelta(hours=1), CONFIG)
+    again = make_plan(
+        [post("a.md", "One")], {}, [], NOW + dt.timedelta(hours=1), CONFIG
+    )
 
     assert one.checksum != two.checksum
     assert one.checksum == again.checksum
@@ -202,7 +216,9 @@ def test_safety_counts_deletes_and_updates_against_the_managed_messages() -> Non
     with pytest.raises(TooMuchChange):
         check_apply(result, CONFIG, None, force=False)
     check_apply(result, CONFIG, None, force=True)
-    small = make_plan(kept[:3], dict(list(inventory.items())[:4]), remote[:4], NOW, CONFIG)
+    small = make_plan(
+        kept[:3], dict(list(inventory.items())[:4]), remote[:4], NOW, CONFIG
+    )
     check_apply(small, CONFIG, None, force=False)
 
 

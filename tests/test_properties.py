@@ -30,17 +30,24 @@ post_files = st.fixed_dictionaries(
         "content": st.sampled_from(WORDS),
         "platforms": st.sets(st.sampled_from(["x", "linkedin", "bluesky"]), min_size=1),
         "title": st.none() | st.sampled_from(["T", "No"]),
-        "scheduled": st.none() | st.sampled_from(["2030-01-01T10:00:00Z", "2031-05-05T08:00:00+02:00"]),
+        "scheduled": st.none()
+        | st.sampled_from(["2030-01-01T10:00:00Z", "2031-05-05T08:00:00+02:00"]),
         "draft": st.booleans(),
         "publish_now": st.integers(0, 9).map(lambda n: n == 0),
     }
 )
 local_edits = st.lists(
-    st.tuples(st.sampled_from(["edit", "delete", "rename", "copy", "new", "unblock"]), st.integers(0, 20)),
+    st.tuples(
+        st.sampled_from(["edit", "delete", "rename", "copy", "new", "unblock"]),
+        st.integers(0, 20),
+    ),
     max_size=6,
 )
 remote_edits = st.lists(
-    st.tuples(st.sampled_from(["publish", "delete", "unmanaged_twin", "unmanaged"]), st.integers(0, 20)),
+    st.tuples(
+        st.sampled_from(["publish", "delete", "unmanaged_twin", "unmanaged"]),
+        st.integers(0, 20),
+    ),
     max_size=4,
 )
 
@@ -65,7 +72,7 @@ def run(root: Path, *args: str) -> str:
     return result.output
 
 
-CLAIM = re.compile(r"^(\S+):\d+: claims message ", re.M)
+CLAIM = re.compile(r"^(\S+):\d+: claims message ", re.MULTILINE)
 
 
 def apply_as_told(root: Path, *args: str) -> str:
@@ -92,11 +99,16 @@ def strip_block(path: Path) -> None:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    files = {p.relative_to(root).as_posix(): p.read_text() for p in (root / "posts").rglob("*.md")}
+    files = {
+        p.relative_to(root).as_posix(): p.read_text()
+        for p in (root / "posts").rglob("*.md")
+    }
     inventory = root / "nexus-sync.state.yaml"
     files["inventory"] = inventory.read_text() if inventory.exists() else ""
     with sqlite3.connect(root / ".nexus-sync" / "emulator.sqlite3") as db:
-        files["account"] = repr(db.execute("SELECT * FROM messages ORDER BY seq").fetchall())
+        files["account"] = repr(
+            db.execute("SELECT * FROM messages ORDER BY seq").fetchall()
+        )
     return files
 
 
@@ -108,7 +120,9 @@ def change_locally(root: Path, edits: list[tuple[str, int]], extra: dict) -> Non
     for kind, pick in edits:
         files = sorted((root / "posts").rglob("*.md"))
         if kind == "new" or not files:
-            (root / "posts" / f"new-{pick}-{len(files)}.md").write_text(render_post(extra))
+            (root / "posts" / f"new-{pick}-{len(files)}.md").write_text(
+                render_post(extra)
+            )
             continue
         path = files[pick % len(files)]
         text = path.read_text()
@@ -146,7 +160,11 @@ def change_remotely(root: Path, edits: list[tuple[str, int]]) -> set[str]:
                     body["title"] = twin["title"]
                 made.add(store.create(USER, body, now)["id"])
             elif kind == "unmanaged":
-                made.add(store.create(USER, {"content": f"Web {pick}", "platforms": ["x"]}, now)["id"])
+                made.add(
+                    store.create(
+                        USER, {"content": f"Web {pick}", "platforms": ["x"]}, now
+                    )["id"]
+                )
     finally:
         store.close()
     return made
@@ -188,11 +206,17 @@ def test_apply_converges_and_never_creates_a_message_twice(
 
         # Every message was created once, on purpose, and is accounted for.
         with sqlite3.connect(root / ".nexus-sync" / "emulator.sqlite3") as db:
-            inserted = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()[0]
+            inserted = db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
+            ).fetchone()[0]
             rows = db.execute("SELECT id, status FROM messages").fetchall()
         assert inserted == creates + len(made)
-        referenced = [ID.search(p.read_text()).group(1) for p in (root / "posts").rglob("*.md")]
+        referenced = [
+            ID.search(p.read_text()).group(1) for p in (root / "posts").rglob("*.md")
+        ]
         assert len(referenced) == len(set(referenced))
         for message_id, status in rows:
             if message_id not in referenced:
-                assert message_id in made or status in ("PUBLISHED", "FAILED"), message_id
+                assert message_id in made or status in ("PUBLISHED", "FAILED"), (
+                    message_id
+                )

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
-from conftest import EmulatorServer, Completed, make_repo, run_command
+from conftest import Completed, EmulatorServer, make_repo, run_command
 
 INVENTORY = "nexus-sync.state.yaml"
 FUTURE = "2030-06-01T10:00:00Z"
@@ -130,7 +129,9 @@ def test_new_file_adopts_an_identical_unmanaged_message_without_a_call(
     account: Account,
 ) -> None:
     twin = account.create_remote(
-        content="Same words", platforms=["bluesky", "X"], scheduledFor=FUTURE,
+        content="Same words",
+        platforms=["bluesky", "X"],
+        scheduledFor=FUTURE,
         title="Twin",
     )
     account.write(
@@ -182,7 +183,9 @@ def test_changed_fields_are_patched_and_only_those(account: Account) -> None:
     plan = account.run("plan", "--format", "json")
     change = __import__("json").loads(plan.stdout)["changes"][0]
     assert change["action"] == "update"
-    assert change["fields"] == [{"name": "title", "old": "Old title", "new": "New title"}]
+    assert change["fields"] == [
+        {"name": "title", "old": "Old title", "new": "New title"}
+    ]
 
     applied(account)
     assert account.sent() == {"PATCH /messages/{id}": 1}
@@ -255,13 +258,18 @@ def test_draft_true_and_removed_schedule_send_the_message_back_to_draft(
     two = account.write("two.md", f"platforms: [x]\nscheduledFor: {FUTURE}\n", "Two")
     applied(account)
 
-    one.write_text(one.read_text().replace("platforms: [x]\n", "platforms: [x]\ndraft: true\n"))
+    one.write_text(
+        one.read_text().replace("platforms: [x]\n", "platforms: [x]\ndraft: true\n")
+    )
     two.write_text(two.read_text().replace(f"scheduledFor: {FUTURE}\n", ""))
     plan = account.run("plan")
     assert plan.stdout.count(f"scheduledFor: {FUTURE} -> (none)") == 2
 
     applied(account)
-    statuses = {m["content"]: (m["status"], m["scheduledFor"]) for m in account.messages().values()}
+    statuses = {
+        m["content"]: (m["status"], m["scheduledFor"])
+        for m in account.messages().values()
+    }
     assert statuses == {"One": ("DRAFT", None), "Two": ("DRAFT", None)}
     assert account.block("one.md")["status"] == "DRAFT"
     assert_plan_empty(account)
@@ -280,7 +288,10 @@ def test_vanished_message_is_created_again_unless_it_was_published(
     account.emulator.forget_message(published)
 
     plan = account.run("plan")
-    assert f"+ create    posts/gone.md\n    message {gone} no longer exists in Nexus Share; creating it again" in plan.stdout
+    assert (
+        f"+ create    posts/gone.md\n    message {gone} no longer exists in Nexus Share; creating it again"
+        in plan.stdout
+    )
     assert (
         f"Warning: posts/pub.md: message {published} was published and is gone "
         "from Nexus Share; it is not posted again"
@@ -306,7 +317,9 @@ def test_deleted_file_cancels_its_message_and_published_ones_are_forgotten(
     account.write("pub.md", "platforms: [x]\npublish: now\n", "Published")
     account.emulator.knobs(publish_failure_rate=0.0)
     applied(account)
-    ids = {name: account.block(name)["id"] for name in ("draft.md", "sched.md", "pub.md")}
+    ids = {
+        name: account.block(name)["id"] for name in ("draft.md", "sched.md", "pub.md")
+    }
     for name in ids:
         (account.repo / "posts" / name).unlink()
     account.sent()
@@ -330,7 +343,10 @@ def test_unmanaged_messages_are_counted_listed_and_left_alone(
     account.write("mine.md", "platforms: [linkedin]\n", "Mine")
 
     plan = account.run("plan")
-    assert "Plan: 1 to create, 0 to update, 0 to delete, 0 unchanged, 1 unmanaged" in plan.stdout
+    assert (
+        "Plan: 1 to create, 0 to update, 0 to delete, 0 unchanged, 1 unmanaged"
+        in plan.stdout
+    )
     assert f"    {other['id']} DRAFT: From the web app" in plan.stdout
 
     applied(account)
@@ -352,7 +368,9 @@ def test_renamed_file_keeps_its_message(account: Account) -> None:
     applied(account)
     message_id = account.block("old.md")["id"]
     (account.repo / "posts" / "sub").mkdir()
-    shutil.move(account.repo / "posts" / "old.md", account.repo / "posts" / "sub" / "new.md")
+    shutil.move(
+        account.repo / "posts" / "old.md", account.repo / "posts" / "sub" / "new.md"
+    )
     account.sent()
 
     plan = account.run("plan")
@@ -373,14 +391,23 @@ def test_copied_file_becomes_a_new_post_with_its_own_block(account: Account) -> 
     copy.write_text(original.read_text().replace("Original", "The copy"))
 
     plan = account.run("plan")
-    assert "+ create    posts/copy.md\n    a copy of posts/orig.md: a new post" in plan.stdout
+    assert (
+        "+ create    posts/copy.md\n    a copy of posts/orig.md: a new post"
+        in plan.stdout
+    )
 
     applied(account)
     copy_id = account.block("copy.md")["id"]
     assert copy_id != original_id
     assert account.block("orig.md")["id"] == original_id
-    assert {m["content"] for m in account.messages().values()} == {"Original", "The copy"}
-    assert account.inventory() == {original_id: "posts/orig.md", copy_id: "posts/copy.md"}
+    assert {m["content"] for m in account.messages().values()} == {
+        "Original",
+        "The copy",
+    }
+    assert account.inventory() == {
+        original_id: "posts/orig.md",
+        copy_id: "posts/copy.md",
+    }
     assert_plan_empty(account)
 
 
@@ -481,7 +508,9 @@ def test_saved_plan_is_refused_after_the_remote_changed(account: Account) -> Non
 def test_import_writes_a_file_per_unmanaged_message_that_then_plans_clean(
     account: Account,
 ) -> None:
-    draft = account.create_remote(content="Web draft 🎉", platforms=["x"], title="Launch: day one")
+    draft = account.create_remote(
+        content="Web draft 🎉", platforms=["x"], title="Launch: day one"
+    )
     scheduled = account.create_remote(
         content="Web scheduled", platforms=["linkedin", "bluesky"], scheduledFor=FUTURE
     )
@@ -492,8 +521,14 @@ def test_import_writes_a_file_per_unmanaged_message_that_then_plans_clean(
     assert result.code == 0, result.output
     assert account.sent() == {}
     created_day = draft["createdAt"][:10]
-    assert f"posts/{created_day}-launch-day-one.md: imported {draft['id']} (DRAFT)" in result.stdout
-    assert f"posts/2030-06-01-web-scheduled.md: imported {scheduled['id']} (SCHEDULED)" in result.stdout
+    assert (
+        f"posts/{created_day}-launch-day-one.md: imported {draft['id']} (DRAFT)"
+        in result.stdout
+    )
+    assert (
+        f"posts/2030-06-01-web-scheduled.md: imported {scheduled['id']} (SCHEDULED)"
+        in result.stdout
+    )
     assert (account.repo / "posts" / "2030-06-01-web-scheduled.md").read_text() == (
         "---\nplatforms: [linkedin, bluesky]\nscheduledFor: 2030-06-01T10:00:00Z\n"
         f"nexus:\n  id: {scheduled['id']}\n  status: SCHEDULED\n---\nWeb scheduled\n"

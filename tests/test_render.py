@@ -14,32 +14,62 @@ from nexus_sync.plan import Message, make_plan
 from nexus_sync.posts import NexusBlock, Post
 
 PROJECT = Path(__file__).resolve().parent.parent
-NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 CONFIG = Config(root=Path("/repo"))
 
 
 def a_plan_of_every_kind():
     posts = [
-        Post("posts/new.md", "New <b>post</b>\nline two", ("x", "bluesky"), title="T",
-             scheduled_for="2030-01-01T10:00:00Z", publish_now=False),
+        Post(
+            "posts/new.md",
+            "New <b>post</b>\nline two",
+            ("x", "bluesky"),
+            title="T",
+            scheduled_for="2030-01-01T10:00:00Z",
+            publish_now=False,
+        ),
         Post("posts/edit.md", "After", ("x",), nexus=NexusBlock("M1", "DRAFT")),
         Post("posts/twin.md", "Twin", ("x",)),
         Post("posts/pub.md", "Out", ("x",), nexus=NexusBlock("M3", "SCHEDULED")),
-        Post("posts/now.md", "Now", ("linkedin",), publish_now=True,
-             nexus=NexusBlock("M5", "DRAFT")),
+        Post(
+            "posts/now.md",
+            "Now",
+            ("linkedin",),
+            publish_now=True,
+            nexus=NexusBlock("M5", "DRAFT"),
+        ),
     ]
-    inventory = {"M1": "posts/edit.md", "M2": "posts/gone.md", "M3": "posts/pub.md",
-                 "M4": "posts/old.md", "M5": "posts/now.md"}
+    inventory = {
+        "M1": "posts/edit.md",
+        "M2": "posts/gone.md",
+        "M3": "posts/pub.md",
+        "M4": "posts/old.md",
+        "M5": "posts/now.md",
+    }
     remote = [
         Message("M1", "DRAFT", "Before", ("x",)),
-        Message("M2", "SCHEDULED", "Gone", ("x",), scheduled_for="2030-01-01T10:00:00Z"),
-        Message("M3", "PUBLISHED", "Out", ("x",), published_at="2026-12-01T00:00:00Z",
-                external_ids=(("x", "2012087424487219563"),)),
+        Message(
+            "M2", "SCHEDULED", "Gone", ("x",), scheduled_for="2030-01-01T10:00:00Z"
+        ),
+        Message(
+            "M3",
+            "PUBLISHED",
+            "Out",
+            ("x",),
+            published_at="2026-12-01T00:00:00Z",
+            external_ids=(("x", "2012087424487219563"),),
+        ),
         Message("M4", "PUBLISHED", "Old", ("x",)),
         Message("M5", "DRAFT", "Now", ("linkedin",)),
         Message("T1", "DRAFT", "Twin", ("x",)),
-        Message("U1", "FAILED", "Web app", ("x",), error="nope",
-                created_at="2020-01-01T00:00:00Z"),
+        Message(
+            "U1",
+            "FAILED",
+            "Web app",
+            ("x",),
+            error="nope",
+            created_at="2020-01-01T00:00:00Z",
+        ),
     ]
     return make_plan(posts, inventory, remote, NOW, CONFIG)
 
@@ -69,8 +99,16 @@ def test_json_plan_validates_against_its_schema_and_names_every_change() -> None
         "scheduledFor": "2030-01-01T10:00:00Z",
     }
     assert data["summary"] == {
-        "create": 1, "update": 1, "publish": 1, "delete": 1, "adopt": 1,
-        "writeback": 1, "forget": 1, "unchanged": 0, "unmanaged": 1, "managed": 5,
+        "create": 1,
+        "update": 1,
+        "publish": 1,
+        "delete": 1,
+        "adopt": 1,
+        "writeback": 1,
+        "forget": 1,
+        "unchanged": 0,
+        "unmanaged": 1,
+        "managed": 5,
     }
     assert data["checksum"] == plan.checksum
 

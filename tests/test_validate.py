@@ -125,7 +125,8 @@ def test_github_annotations_are_escaped(tmp_path: Path) -> None:
     )
     result = run_command(["validate"], repo, env={"GITHUB_ACTIONS": "true"})
     assert result.stdout.splitlines() == [
-        "::error file=posts/a%2Cb%3Ac.md,line=3::100%25%0D%0Asure: unknown key; "
+        # The key is quoted, so its line breaks cannot break the annotation.
+        "::error file=posts/a%2Cb%3Ac.md,line=3::'100%25\\r\\nsure': unknown key; "
         "the keys are title, platforms, scheduledFor, draft, publish, nexus"
     ]
     assert result.stderr.splitlines()[-1] == "1 problem(s) found; nothing was sent."
