@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ from . import plan as plans
 from .auth import redact
 from .client import NexusClient
 from .config import Config
-from .errors import NexusSyncError, OutcomeUnknown
+from .errors import ApiError, NexusSyncError, OutcomeUnknown
 from .inventory import save_inventory
 from .plan import Change, Message, Plan, desired_block, patch_body, request_body
 from .posts import Post
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # How often a create whose answer was lost is looked for and sent again.
 CREATE_ROUNDS = 6
+# A create answered with a message this much older than the apply is a
+# replay of an earlier apply's create (same Idempotency-Key), not a new one.
+REPLAY_AGE = dt.timedelta(minutes=10)
 
 
 @dataclasses.dataclass
@@ -82,12 +86,14 @@ class Applier:
         self._known: set[str] = set(inventory)
         self._listings = _Listings(client)
         self._twins: dict[tuple, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._began = dt.datetime.now(dt.UTC)
         self._saving = asyncio.Lock()
         self._version = 0
         self._saved = 0
 
     async def apply(self, plan: Plan) -> Result:
         result = Result()
+        self._began = dt.datetime.now(dt.UTC)
 
         # Every message the plan saw belongs to someone already: a lost create
         # may only be resolved by a message that appeared after it.
@@ -201,6 +207,13 @@ class Applier:
                         return found, True
                     continue
                 message = Message.from_api(data)
+                if await self._gone(message):
+                    # The key was first used by a create of an earlier apply
+                    # whose message has since been deleted, and the service
+                    # answered with that; a key naming it makes a new one.
+                    log.info("%s: %s was deleted; creating anew", post.path, message.id)
+                    key = idempotency_key("create", post, message.id)
+                    continue
                 self._known.add(message.id)
                 return message, False
 
@@ -209,6 +222,23 @@ class Applier:
             "no such message is on the account; run apply again (a message that "
             "appears later is adopted, not created twice)"
         )
+
+    async def _gone(self, message: Message) -> bool:
+        """Whether an answer to a create is an old one, of a deleted message.
+
+        A new message is made at about the time it is asked for; only an
+        answer made well before this apply began is checked with a GET.
+        """
+        created = plans.parse_time(message.created_at)
+        if created is None or created > self._began - REPLAY_AGE:
+            return False
+        try:
+            await self.client.get_message(message.id)
+        except ApiError as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
 
     async def _find_created(self, post: Post) -> Message | None:
         """The message a lost create made, if the account has it now."""

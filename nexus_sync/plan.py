@@ -411,7 +411,7 @@ def _adoptable(
         if message.id in managed:
             continue
         if message.status not in ADOPTABLE_ANY_AGE:
-            created = _parse(message.created_at)
+            created = parse_time(message.created_at)
             if created is None or now - created > window:
                 continue
         found[fingerprint_message(message)].append(message)
@@ -549,7 +549,7 @@ def _field_changes(post: Post, message: Message) -> list[FieldChange]:
 
 
 def _check_future(post: Post, now: dt.datetime, problems: list[PostError]) -> None:
-    moment = _parse(post.desired_schedule)
+    moment = parse_time(post.desired_schedule)
     if moment is not None and moment <= now:
         problems.append(
             PostError(
@@ -561,7 +561,8 @@ def _check_future(post: Post, now: dt.datetime, problems: list[PostError]) -> No
         )
 
 
-def _parse(value: str | None) -> dt.datetime | None:
+def parse_time(value: str | None) -> dt.datetime | None:
+    """An ISO 8601 time of the service (UTC when it names no offset)."""
     if not value:
         return None
     moment = dt.datetime.fromisoformat(value)
@@ -571,7 +572,7 @@ def _parse(value: str | None) -> dt.datetime | None:
 
 
 def _instant(value: str | None) -> str | None:
-    moment = _parse(value)
+    moment = parse_time(value)
     if moment is None:
         return None
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

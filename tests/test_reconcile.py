@@ -6,6 +6,7 @@ the emulator over HTTP, and checks the files, the inventory and the account.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 from pathlib import Path
@@ -573,3 +574,30 @@ def test_refresh_writes_back_published_posts_and_changes_nothing_else(
     assert len(account.messages()) == 2
     plan = account.run("plan")
     assert "1 to create, 1 to update" in plan.stdout
+
+
+def test_a_post_written_again_after_its_message_was_deleted_is_created_anew(
+    account: Account,
+) -> None:
+    # Its create sends the Idempotency-Key of the first create, and the
+    # emulator, like a service that keeps keys for long, answers with the
+    # deleted message; apply sees that it is gone and creates a new one.
+    day_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    account.emulator.clock(set=day_ago.isoformat())
+    path = account.write("again.md", "platforms: [x]\n", "Said twice")
+    original_text = path.read_text()
+    applied(account)
+    first = account.block("again.md")["id"]
+    account.emulator.clock(set=dt.datetime.now(dt.UTC).isoformat())
+    path.unlink()
+    applied(account)
+    assert first not in account.messages()
+
+    path.write_text(original_text)
+    applied(account)
+
+    second = account.block("again.md")["id"]
+    assert second != first
+    assert list(account.messages()) == [second]
+    assert account.inventory() == {second: "posts/again.md"}
+    assert_plan_empty(account)
