@@ -601,3 +601,61 @@ def test_a_post_written_again_after_its_message_was_deleted_is_created_anew(
     assert list(account.messages()) == [second]
     assert account.inventory() == {second: "posts/again.md"}
     assert_plan_empty(account)
+
+
+def test_a_message_being_published_is_left_alone_until_it_is_done(
+    account: Account,
+) -> None:
+    account.emulator.knobs(publish_delay_seconds=3600)
+    path = account.write("slow.md", "platforms: [x]\npublish: now\n", "Going out")
+    gone = account.write("gone.md", "platforms: [x]\npublish: now\n", "Also going")
+    applied(account)
+    slow_id, gone_id = account.block("slow.md")["id"], account.block("gone.md")["id"]
+    assert account.messages()[slow_id]["status"] == "DIRECT"
+    path.write_text(path.read_text().replace("Going out", "Going out, edited"))
+    gone.unlink()
+    account.sent()
+
+    plan = account.run("plan", "--detailed-exitcode")
+
+    assert plan.code == 0, plan.output
+    assert (
+        f"Warning: posts/slow.md: message {slow_id} is being published; nothing is "
+        "done until it has finished"
+    ) in plan.stdout
+    assert applied(account) and account.sent() == {}
+    assert account.inventory()[gone_id] == "posts/gone.md"
+
+    account.emulator.clock(advance=3700)
+    applied(account)
+    assert account.block("slow.md")["status"] == "PUBLISHED"
+    assert gone_id not in account.inventory()
+
+
+def test_the_json_plan_of_the_command_follows_its_schema(account: Account) -> None:
+    import json
+
+    import jsonschema
+
+    account.write("a.md", "title: A\nplatforms: [x]\n", "A")
+    account.write("b.md", "platforms: [x]\n", "B")
+    applied(account)
+    (account.repo / "posts" / "b.md").unlink()
+    account.write("c.md", f"platforms: [bluesky]\nscheduledFor: {FUTURE}\n", "C")
+    account.create_remote(content="Web", platforms=["x"])
+    schema = json.loads(
+        (Path(__file__).parent.parent / "schema" / "plan.schema.json").read_text()
+    )
+
+    result = account.run("plan", "--format", "json", "--detailed-exitcode")
+
+    assert result.code == 2, result.output
+    plan = json.loads(result.stdout)
+    jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    ).validate(plan)
+    assert [(c["action"], c["path"]) for c in plan["changes"]] == [
+        ("create", "posts/c.md"),
+        ("delete", "posts/b.md"),
+    ]
+    assert plan["summary"]["unmanaged"] == 1
