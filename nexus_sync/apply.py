@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 CREATE_ROUNDS = 6
 # A create answered with a message this much older than the apply is a
 # replay of an earlier apply's create (same Idempotency-Key), not a new one.
-REPLAY_AGE = dt.timedelta(minutes=10)
+REPLAY_AGE = dt.timedelta(minutes=2)
 
 
 @dataclasses.dataclass
@@ -142,7 +142,14 @@ class Applier:
         post = change.post
 
         if action == plans.DELETE:
-            await self.client.delete_message(change.message_id)
+            try:
+                await self.client.delete_message(change.message_id)
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                # Deleted elsewhere since the plan: what the plan wanted.
+                await self._record(change.message_id, None)
+                return f"{change.message_id} was already deleted"
             await self._record(change.message_id, None)
             return f"deleted {change.message_id}"
 
@@ -186,6 +193,15 @@ class Applier:
         body = request_body(post)
         key = idempotency_key("create", post, change.replaces)
 
+        # The listing said the message is gone; a listing may leave some out,
+        # so its own address has the last word before anything is sent again.
+        if change.replaces and await self._exists(change.replaces):
+            raise NexusSyncError(
+                f"message {change.replaces} of {post.path} exists after all (the "
+                "account's listing did not show it); nothing was sent; run "
+                "`nexus-sync plan` again"
+            )
+
         # Two posts that would make the same message never create at once, so
         # that a lost answer can only be resolved by this post's own message.
         # TODO: a create that timed out may still commit after the listing
@@ -207,11 +223,15 @@ class Applier:
                         return found, True
                     continue
                 message = Message.from_api(data)
-                if await self._gone(message):
-                    # The key was first used by a create of an earlier apply
-                    # whose message has since been deleted, and the service
-                    # answered with that; a key naming it makes a new one.
-                    log.info("%s: %s was deleted; creating anew", post.path, message.id)
+                if message.id in self._known or await self._gone(message):
+                    # The key was first used by a create of an earlier apply,
+                    # and the service answered with that message, which is
+                    # another file's or deleted; a key naming it makes anew.
+                    log.info(
+                        "%s: %s is an earlier create's; creating anew",
+                        post.path,
+                        message.id,
+                    )
                     key = idempotency_key("create", post, message.id)
                     continue
                 self._known.add(message.id)
@@ -232,13 +252,16 @@ class Applier:
         created = plans.parse_time(message.created_at)
         if created is None or created > self._began - REPLAY_AGE:
             return False
+        return not await self._exists(message.id)
+
+    async def _exists(self, message_id: str) -> bool:
         try:
-            await self.client.get_message(message.id)
+            await self.client.get_message(message_id)
         except ApiError as error:
             if error.status == 404:
-                return True
+                return False
             raise
-        return False
+        return True
 
     async def _find_created(self, post: Post) -> Message | None:
         """The message a lost create made, if the account has it now."""

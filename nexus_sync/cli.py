@@ -60,6 +60,20 @@ def _errors_as_exit(function: Callable) -> Callable:
         except NexusSyncError as error:
             click.echo(redact(f"Error: {error}"), err=True)
             sys.exit(1)
+        except click.ClickException:
+            raise
+        except Exception as error:
+            # A bug of ours, or an answer no one foresaw: said in one line,
+            # secrets hidden; the traceback is in the debug log (-vv).
+            log.debug("unexpected error", exc_info=True)
+            click.echo(
+                redact(
+                    f"Error: unexpected {type(error).__name__}: {error} (run "
+                    "`nexus-sync -vv ...` to see where; please report it)"
+                ),
+                err=True,
+            )
+            sys.exit(1)
 
     return wrapper
 

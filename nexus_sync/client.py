@@ -166,7 +166,15 @@ class NexusClient:
         response = await self._send(method, path, message_id, repeatable, kwargs)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code,
+                "Not JSON",
+                f"the answer to {method} {path} is not JSON; is the API URL right?",
+                message_id,
+            ) from None
 
     async def _send(
         self,
@@ -190,7 +198,8 @@ class NexusClient:
             if isinstance(error, httpx.TransportError):
                 again = repeatable or isinstance(error, NEVER_SENT)
                 if again:
-                    log.info("%s: %s, retrying", what, _describe(error))
+                    # Said at once: a service that is not there looks like a hang.
+                    log.warning("%s: %s, retrying", what, _describe(error))
                 return again
             return False
 

@@ -81,3 +81,7 @@ class TooMuchChange(UnsafePlan):
 
 class PlanMismatch(UnsafePlan):
     """A saved or expected plan differs from the plan made now."""
+
+
+class WriteBackError(NexusSyncError):
+    """A post file's `nexus:` block could not be written without harm."""

@@ -204,8 +204,9 @@ def make_plan(
         message = remote_by_id.get(message_id) if message_id else None
 
         if message is not None:
-            change = _compare(post, message, inventory, now, config, problems)
-            warnings.extend(_warnings(post, message, change))
+            fields = _field_changes(post, message)
+            change = _compare(post, message, fields, inventory, now, config, problems)
+            warnings.extend(_warnings(post, message, fields, change))
             if change is None:
                 unchanged += 1
             else:
@@ -451,12 +452,12 @@ def fingerprint_message(message: Message) -> tuple:
 def _compare(
     post: Post,
     message: Message,
+    fields: list[FieldChange],
     inventory: Mapping[str, str],
     now: dt.datetime,
     config: Config,
     problems: list[PostError],
 ) -> Change | None:
-    fields = _field_changes(post, message)
     block_changes = _block_changes(post.nexus.as_yaml(), desired_block(message, config))
     block_differs = bool(block_changes)
     recorded = inventory.get(message.id) == post.path
@@ -497,7 +498,9 @@ def _compare(
     return None
 
 
-def _warnings(post: Post, message: Message, change: Change | None) -> list[str]:
+def _warnings(
+    post: Post, message: Message, fields: list[FieldChange], change: Change | None
+) -> list[str]:
     """What the reviewer should know about a post that has its message."""
     if message.status == "FAILED" and (change is None or change.action != UPDATE):
         return [
@@ -510,7 +513,6 @@ def _warnings(post: Post, message: Message, change: Change | None) -> list[str]:
             f"{post.path}: message {message.id} is being published; nothing is "
             "done until it has finished"
         ]
-    fields = _field_changes(post, message)
     if message.status == "PUBLISHED" and fields:
         names = ", ".join(f.name for f in fields)
         return [

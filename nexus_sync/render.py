@@ -95,10 +95,16 @@ def as_text(plan: Plan, color: bool = False) -> str:
                 "(`--format json` lists all)"
             )
     if not plan.has_changes:
-        lines.append("No changes. The account matches the post files.")
+        lines.append(_no_changes(plan))
     lines.append(summary(plan))
     lines.append(f"Checksum: {plan.checksum}")
     return "\n".join(lines) + "\n"
+
+
+def _no_changes(plan: Plan) -> str:
+    if plan.warnings:
+        return "No changes. Nothing is sent; read the warnings above."
+    return "No changes. The account matches the post files."
 
 
 def _detail_lines(change: Change, paint: Paint) -> list[str]:
@@ -215,7 +221,7 @@ def as_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         "",
     ]
     if not plan.has_changes:
-        head.append("No changes. The account matches the post files.")
+        head.append(_no_changes(plan))
     for warning in plan.warnings:
         head.append(f"> :warning: {_escape(warning)}")
     if plan.unmanaged:

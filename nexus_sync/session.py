@@ -67,8 +67,10 @@ def check_api_url(url: str) -> None:
         return
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
         return
+    # A URL may carry a user and password (https://user:pw@host); never shown.
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     raise ConfigError(
-        f"API URL {url!r} must be https:// (plain http:// only to this machine)"
+        f"API URL {shown!r} must be https:// (plain http:// only to this machine)"
     )
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import yaml
 
 from . import yamlstrict
+from .errors import WriteBackError
 
-_NEXUS_KEY = re.compile(r"nexus[ \t]*:(?:[ \t]|\r?\n|\r|\Z)")
+# The key as people write it: plain, or in either kind of quotes.
+_NEXUS_KEY = re.compile(r"""(?:nexus|"nexus"|'nexus')[ \t]*:(?:[ \t]|\r?\n|\r|\Z)""")
 
 
 def render_block(block: dict[str, Any], newline: str = "\n") -> str:
@@ -46,7 +48,29 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
             return text
 
     rendered = render_block(block, newline)
-    return bom + "".join(lines[:start]) + rendered + "".join(lines[end:])
+    edited = bom + "".join(lines[:start]) + rendered + "".join(lines[end:])
+
+    # The edit is made on lines, so it is checked on meaning: the block must
+    # read back as written and every other key as it was, or nothing is written.
+    before, after = _frontmatter(text), _frontmatter(edited)
+    before.pop("nexus", None)
+    written = after.pop("nexus", None)
+    if written != block or before != after:
+        raise ValueError(
+            "its nexus: block could not be replaced safely; write it as a plain "
+            "`nexus:` key with the values indented below it"
+        )
+    return edited
+
+
+def _frontmatter(text: str) -> dict[str, Any]:
+    lines = yamlstrict.split_lines(text.removeprefix("\ufeff"))
+    close = yamlstrict.closing_line(lines)
+    try:
+        data = yamlstrict.load("".join(lines[1:close]))[1]
+    except yaml.YAMLError:
+        data = None
+    return data if isinstance(data, dict) else {}
 
 
 def _block_end(lines: list[str], start: int, close: int) -> int:
@@ -74,7 +98,11 @@ def _holds(lines: list[str], block: dict[str, Any]) -> bool:
 def write_nexus_block(path: Path, block: dict[str, Any]) -> bool:
     """Replace the file's `nexus:` block atomically; return whether it changed."""
     raw = path.read_bytes().decode("utf-8")
-    return replace_atomically(path, with_nexus_block(raw, block), raw)
+    try:
+        edited = with_nexus_block(raw, block)
+    except ValueError as error:
+        raise WriteBackError(str(error)) from None
+    return replace_atomically(path, edited, raw)
 
 
 def replace_atomically(path: Path, text: str, current: str | None = None) -> bool:

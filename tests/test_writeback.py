@@ -293,3 +293,26 @@ def test_apply_then_plan_of_the_good_and_real_corpora_shows_no_change(
         if path.name != "cr-only.md":
             numstat = git(repo, "diff", "--numstat", "--", str(path))
             assert numstat.split("\t")[:2] == [str(len(added)), "0"], path
+
+
+def test_a_quoted_nexus_key_is_replaced_not_given_twice() -> None:
+    text = '---\nplatforms: [x]\n"nexus": {id: "POST|a|1", status: DRAFT}\n---\nHi\n'
+
+    edited = with_nexus_block(text, {"id": "POST|a|2", "status": "DRAFT"})
+
+    assert edited == (
+        "---\nplatforms: [x]\nnexus:\n  id: POST|a|2\n  status: DRAFT\n---\nHi\n"
+    )
+
+
+def test_a_block_that_cannot_be_found_safely_is_not_written(tmp_path) -> None:
+    from nexus_sync.errors import WriteBackError
+    from nexus_sync.writeback import write_nexus_block
+
+    path = tmp_path / "a.md"
+    text = "---\nplatforms: [x]\n? nexus\n: {id: x}\n---\nHi\n"
+    path.write_text(text)
+
+    with pytest.raises(WriteBackError):
+        write_nexus_block(path, {"id": "POST|a|2", "status": "DRAFT"})
+    assert path.read_text() == text
