@@ -25,7 +25,7 @@ from typing import Any
 from .config import load_config
 from .errors import NexusSyncError
 from .github import GitHub, GitHubError
-from .inventory import INVENTORY_FILE
+from .inventory import INVENTORY_FILE, load_inventory, save_inventory
 
 log = logging.getLogger(__name__)
 
@@ -560,17 +560,39 @@ def commit_writeback(
         rebased = _git(["rebase", "--quiet", "FETCH_HEAD"], root, identity=True)
         if rebased.returncode != 0:
             _git(["rebase", "--abort"], root)
-            # TODO: a conflict means a commit pushed during the run edited the
-            # same post files; the ids are then only in the account, and the
-            # next apply adopts them if the content still matches.
-            raise NexusSyncError(
-                f"the write-back conflicts with commits pushed to {branch} during "
-                "the run; run the workflow again to write the ids back"
+            runner.echo(
+                f"The write-back conflicts with post files changed on {branch} "
+                "during the run; committing the inventory alone, and the next run "
+                "writes the ids into the files."
             )
+            _inventory_only(root, message)
     raise NexusSyncError(
         f"could not push the write-back: {branch} moved {PUSH_TRIES} times during "
         "the run; run the workflow again to write the ids back"
     )
+
+
+def _inventory_only(root: Path, message: str) -> None:
+    """Put the inventory of the write-back alone on the branch's new tip.
+
+    The inventory names the message of each post file, so a file whose
+    `nexus:` block did not land still keeps its message on the next run
+    (never a second create); that run writes the block.
+    """
+    ours = load_inventory(root)
+    _git(["reset", "--quiet", "--hard", "FETCH_HEAD"], root)
+    save_inventory(root, {**load_inventory(root), **ours})
+    _git(["add", "--", INVENTORY_FILE], root)
+    if _git(["diff", "--cached", "--quiet"], root).returncode == 0:
+        raise NexusSyncError(
+            "the write-back conflicts with commits pushed during the run; run "
+            "the workflow again to write it back"
+        )
+    committed = _git(["commit", "--quiet", "-m", message], root, identity=True)
+    if committed.returncode != 0:
+        raise NexusSyncError(
+            f"could not commit the inventory: {committed.stderr.strip()}"
+        )
 
 
 def run(environ: Mapping[str, str]) -> int:

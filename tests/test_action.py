@@ -485,6 +485,60 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
     assert_secrets_hidden(side, run)
 
 
+def test_a_push_that_conflicts_with_the_write_back_still_lands_the_inventory(
+    side: GitHubSide,
+) -> None:
+    before = side.sha("main")
+    after = side.push("main", {"posts/pull-request.md": NEW_POST}, "Merge #12")
+    workspace = side.checkout("main")
+    other = side.tmp / "other"
+    subprocess.run(["git", "clone", "-q", side.remote.as_uri(), str(other)], check=True)
+    pushed: list[bool] = []
+
+    def push_conflict(method: str, path: str) -> None:
+        # The line the nexus: block lands beside is edited on the branch.
+        if (method, path) != ("POST", "/messages") or pushed:
+            return
+        pushed.append(True)
+        post = other / "posts" / "pull-request.md"
+        post.write_text(post.read_text().replace("09:00:00Z", "10:00:00Z"))
+        git(
+            other,
+            "-c",
+            "user.name=Bob",
+            "-c",
+            "user.email=bob@example.com",
+            "commit",
+            "-q",
+            "-am",
+            "Later, says Bob",
+        )
+        git(other, "push", "-q", "origin", "main")
+
+    relay = Relay(side.emulator.url, push_conflict)
+    try:
+        run = side.act_on_push(before, after, workspace, **{"api-url": relay.url})
+    finally:
+        relay.stop()
+
+    assert run.code == 0, run.log
+    assert "committing the inventory alone" in run.log
+    tip = side.checkout("main")
+    assert "10:00:00Z" in (tip / "posts" / "pull-request.md").read_text()
+    assert "nexus:" not in (tip / "posts" / "pull-request.md").read_text()
+    assert "posts/pull-request.md" in (tip / "nexus-sync.state.yaml").read_text()
+    assert len(side.messages()) == EXAMPLE_COUNT + 1
+
+    # The next plan keeps the message: it moves its time, it does not post again.
+    plan = run_command(
+        ["plan"],
+        tip,
+        env={"NEXUS_API_URL": side.emulator.url, "NEXUS_TOKEN": side.nexus_token},
+    )
+    assert "0 to create, 1 to update" in plan.stdout, plan.output
+    assert_secrets_hidden(side, run)
+
+
 def test_a_failed_apply_still_commits_the_ids_of_what_it_created(
     side: GitHubSide,
 ) -> None:
