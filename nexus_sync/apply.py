@@ -206,8 +206,10 @@ class Applier:
         # that a lost answer can only be resolved by this post's own message.
         # TODO: a create that timed out may still commit after the listing
         # that looked for it; the resend then relies on the Idempotency-Key,
-        # and a service that ignores the key would make a second message.
-        # Nothing short of the service honouring the key closes that gap.
+        # and a service that ignores the key would make a second message
+        # (shown as unmanaged by the next plan). Waiting out the service's
+        # own request timeout before that listing would narrow the gap; the
+        # documentation gives no such timeout to wait for.
         async with self._twins[plans.fingerprint_post(post)]:
             for _ in range(CREATE_ROUNDS):
                 try:

@@ -68,6 +68,11 @@ class StaticToken(httpx.Auth):
     def __init__(self, token: str) -> None:
         self._token = token.strip()
         hide(self._token)
+        if not self._token or any(c.isspace() for c in self._token):
+            raise AuthError(
+                "NEXUS_TOKEN is empty or has spaces or line breaks inside; "
+                "give the id token alone"
+            )
 
     def __repr__(self) -> str:
         return f"StaticToken({HIDDEN})"

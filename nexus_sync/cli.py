@@ -25,7 +25,7 @@ from .errors import FileProblem, InvalidConfig, InvalidPosts, NexusSyncError
 from .importer import import_messages
 from .plan import Message, Plan, check_apply
 from .posts import load_posts
-from .session import LOCAL_STATE_DIR, open_client, plan_for
+from .session import LOCAL_STATE_DIR, check_posts_dir, open_client, plan_for
 
 log = logging.getLogger("nexus_sync")
 
@@ -105,7 +105,7 @@ def _escape_property(text: str) -> str:
 @click.option(
     "-C",
     "--root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=".",
     help="The repository root (where nexus-sync.yaml and posts/ are).",
 )
@@ -187,7 +187,12 @@ def plan(
     result = asyncio.run(run())
     _print_plan(result, output_format)
     if out:
-        out.write_text(render.as_json(result), encoding="utf-8")
+        try:
+            out.write_text(render.as_json(result), encoding="utf-8")
+        except OSError as error:
+            raise NexusSyncError(
+                f"cannot save the plan to {out}: {error.strerror}"
+            ) from None
     if detailed_exitcode and result.has_changes:
         sys.exit(2)
 
@@ -205,7 +210,9 @@ def _print_plan(result: Plan, output_format: str) -> None:
 @main.command()
 @_connection_options
 @click.argument(
-    "plan_file", required=False, type=click.Path(exists=True, path_type=Path)
+    "plan_file",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
 )
 @click.option("--expect-checksum", help="Refuse unless the plan has this checksum.")
 @click.option("--force", is_flag=True, help="Apply even past the safety thresholds.")
@@ -332,6 +339,7 @@ def refresh(ctx: click.Context, local: bool, api_url: str | None) -> None:
 def import_(ctx: click.Context, local: bool, api_url: str | None) -> None:
     """Write a post file for each message that no file manages, and record it."""
     config = _config(ctx, api_url=api_url)
+    config.posts_path.mkdir(parents=True, exist_ok=True)
 
     async def run() -> list[tuple[str, Message]]:
         async with open_client(config, local) as client:
@@ -368,6 +376,8 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     there is any.
     """
     config = _config(ctx)
+    if not paths:
+        check_posts_dir(config)
     files = _expand(paths) if paths else None
     posts, problems = load_posts(config, files)
     if problems:

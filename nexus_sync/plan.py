@@ -152,7 +152,8 @@ def check_apply(
     plan: Plan, config: Config, expected_checksum: str | None, force: bool
 ) -> None:
     """Refuse a plan that is not the one reviewed, or that changes too much."""
-    if expected_checksum and expected_checksum != plan.checksum:
+    # An empty expectation (an unset variable in CI, say) is a mismatch too.
+    if expected_checksum is not None and expected_checksum != plan.checksum:
         raise PlanMismatch(
             f"the plan changed since it was reviewed (checksum {plan.checksum}, "
             f"expected {expected_checksum}); run `nexus-sync plan` again and "
@@ -192,7 +193,7 @@ def make_plan(
 
     # Which file owns which message: the inventory decides, a file whose id
     # the inventory lacks claims it, and a copy of a file is a new post.
-    claims, copies = _claims(posts, inventory, problems)
+    claims, copies = _claims(posts, inventory, set(remote_by_id), problems, warnings)
     managed_ids = set(inventory) | set(claims.values())
 
     adoptable = _adoptable(remote_by_id, managed_ids, now, config)
@@ -355,18 +356,33 @@ def patch_body(change: Change) -> dict[str, Any]:
 
 
 def _claims(
-    posts: list[Post], inventory: Mapping[str, str], problems: list[PostError]
+    posts: list[Post],
+    inventory: Mapping[str, str],
+    remote_ids: set[str],
+    problems: list[PostError],
+    warnings: list[str],
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Each file's message (path to id), and the files that are copies."""
     by_path = {post.path: post for post in posts}
     claims: dict[str, str] = {}
 
     # The inventory decides first: a recorded file that is still there keeps
-    # its message, also when its nexus: block was removed by hand.
+    # its message, also when its nexus: block was removed by hand, or its id
+    # edited into one that names no message at all.
     for message_id, path in inventory.items():
         post = by_path.get(path)
-        if post is not None and post.nexus.id in (None, message_id):
+        if post is None:
+            continue
+        named = post.nexus.id
+        if named in (None, message_id):
             claims[path] = message_id
+        elif named not in inventory and named not in remote_ids:
+            claims[path] = message_id
+            warnings.append(
+                f"{path}: its nexus: id {named!r} names no message; the file keeps "
+                f"message {message_id} ({INVENTORY_FILE} says so) and the id is "
+                "written back"
+            )
     owners = {message_id: path for path, message_id in claims.items()}
 
     # A file naming a message that another file owns is a copy: a new post.

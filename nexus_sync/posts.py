@@ -170,6 +170,15 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
         except ValueError as error:
             problems.append(PostError(name, scheduled_line, str(error)))
 
+    if data.get("draft") is True and data.get("publish") == "now":
+        problems.append(
+            PostError(
+                name,
+                yamlstrict.line_of(node, ("publish",), _YAML_FIRST_LINE),
+                "publish: now and draft: true contradict each other; remove one",
+            )
+        )
+
     content = normalize_content(body)
     platforms = _platforms(data.get("platforms"))
     for message in lengths.problems(content, platforms):
@@ -307,7 +316,14 @@ def _read_text(path: Path, name: str, config: Config) -> str:
                     f"symbolic link to {target}, outside the posts folder "
                     f"{config.posts_dir}/; copy the file instead"
                 )
+            # A link to a post would post it twice, and a write-back would
+            # replace the link with a file: a post is a file of its own.
             status = path.stat()
+            shown = relative_name(target, config)
+            raise refuse(
+                f"symbolic link to {shown}; a post must be a file of its own "
+                "(a link to a post would post it twice); copy the file instead"
+            )
     except RuntimeError:
         # Path.resolve() raises it for a link that leads back to itself.
         raise refuse("symbolic link loop; the link never reaches a file") from None
@@ -325,6 +341,8 @@ def _read_text(path: Path, name: str, config: Config) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise refuse(f"cannot read the file: {error.strerror}") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise refuse("saved as UTF-16; save the file as UTF-8")
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise refuse("binary file (it contains NUL bytes), not a Markdown post", line)

@@ -17,7 +17,7 @@ from .config import Config
 from .errors import ConfigError, InvalidPosts
 from .inventory import load_inventory
 from .plan import Message, Plan, make_plan
-from .posts import load_posts
+from .posts import Post, load_posts
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,36 @@ async def open_client(config: Config, local: bool) -> AsyncIterator[NexusClient]
         yield client
 
 
+def check_posts_dir(config: Config) -> None:
+    """A posts folder that is missing (a typo of `posts_dir`, say) would look
+    like every post deleted: refuse it rather than plan that."""
+    path = config.posts_path
+    if not path.resolve().is_relative_to(config.root.resolve()):
+        raise ConfigError(
+            f"posts_dir {config.posts_dir!r} is outside the repository; name a "
+            "folder inside it"
+        )
+    if not path.is_dir():
+        raise ConfigError(
+            f"posts_dir {config.posts_dir!r}: there is no such folder in "
+            f"{config.root}; create it or correct posts_dir in nexus-sync.yaml"
+        )
+
+
 def check_api_url(url: str) -> None:
     """Only HTTPS leaves the machine: a token must never cross a network in clear."""
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(
+            "the API URL carries a user or password; give credentials as "
+            "NEXUS_TOKEN or NEXUS_USER and NEXUS_PASSWORD instead"
+        )
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
         return
-    # A URL may carry a user and password (https://user:pw@host); never shown.
-    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     raise ConfigError(
-        f"API URL {shown!r} must be https:// (plain http:// only to this machine)"
+        f"API URL {url!r} must be https:// (plain http:// only to this machine)"
     )
 
 
@@ -108,8 +127,9 @@ def _auth(config: Config) -> httpx.Auth:
     )
 
 
-def read_posts(config: Config) -> list:
+def read_posts(config: Config) -> list[Post]:
     """Every post, or InvalidPosts with every problem of every file."""
+    check_posts_dir(config)
     posts, problems = load_posts(config)
     if problems:
         raise InvalidPosts(problems)

@@ -252,3 +252,15 @@ def test_published_post_links_bluesky_only_when_the_account_is_configured() -> N
     assert plans.post_urls(published, with_handle)["bluesky"] == (
         "https://bsky.app/profile/nexus.bsky.social/post/3mcjqcipyyk2d"
     )
+
+
+def test_an_id_edited_into_nothing_keeps_the_inventorys_message() -> None:
+    posts = [post("a.md", nexus={"id": "garbage", "status": "DRAFT"})]
+
+    result = make_plan(posts, {"M1": "posts/a.md"}, [message("M1")], NOW, CONFIG)
+
+    assert actions(result) == [("writeback", "posts/a.md", "M1")]
+    assert result.warnings == (
+        "posts/a.md: its nexus: id 'garbage' names no message; the file keeps "
+        "message M1 (nexus-sync.state.yaml says so) and the id is written back",
+    )

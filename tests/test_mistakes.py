@@ -1,0 +1,106 @@
+"""Mistakes people make around the post files, each through the real command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import make_repo, run_command
+
+POST = "---\nplatforms: [x]\n---\nHello {n}\n"
+
+
+def repo_with_posts(tmp_path: Path, count: int = 3) -> Path:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    for n in range(count):
+        (repo / "posts" / f"p{n}.md").write_text(POST.format(n=n))
+    assert run_command(["apply", "--local"], repo).code == 0
+    return repo
+
+
+def test_a_posts_dir_that_does_not_exist_stops_every_command(tmp_path: Path) -> None:
+    repo = repo_with_posts(tmp_path)
+    (repo / "nexus-sync.yaml").write_text("posts_dir: post\n")
+
+    for command in (["validate"], ["plan", "--local"], ["apply", "--local"]):
+        result = run_command(command, repo)
+        assert result.code == 1, result.output
+        assert (
+            f"Error: posts_dir 'post': there is no such folder in {repo}; create it "
+            "or correct posts_dir in nexus-sync.yaml"
+        ) in result.stderr
+    (repo / "nexus-sync.yaml").write_text("posts_dir: ../\n")
+    outside = run_command(["plan", "--local"], repo)
+    assert "Error: posts_dir '../' is outside the repository" in outside.stderr
+    (repo / "nexus-sync.yaml").unlink()
+    assert run_command(["plan", "--local", "--detailed-exitcode"], repo).code == 0
+
+
+def test_an_empty_expected_checksum_is_refused(tmp_path: Path) -> None:
+    repo = repo_with_posts(tmp_path, count=1)
+    (repo / "posts" / "new.md").write_text(POST.format(n="new"))
+
+    result = run_command(["apply", "--local", "--expect-checksum", ""], repo)
+
+    assert result.code == 1
+    assert "the plan changed since it was reviewed" in result.stderr
+    assert "nexus:" not in (repo / "posts" / "new.md").read_text()
+
+
+def test_draft_and_publish_now_together_are_an_error(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    (repo / "posts" / "p.md").write_text(
+        "---\nplatforms: [x]\ndraft: true\npublish: now\n---\nHi\n"
+    )
+
+    result = run_command(["validate"], repo)
+
+    assert result.code == 1
+    assert result.stderr.splitlines()[0] == (
+        "posts/p.md:4: publish: now and draft: true contradict each other; "
+        "remove one"
+    )
+
+
+def test_a_link_to_a_post_is_refused_instead_of_posting_it_twice(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    (repo / "posts" / "a.md").write_text(POST.format(n="a"))
+    (repo / "posts" / "link.md").symlink_to("a.md")
+
+    result = run_command(["apply", "--local"], repo)
+
+    assert result.code == 1
+    assert (
+        "posts/link.md:1: symbolic link to posts/a.md; a post must be a file of "
+        "its own"
+    ) in result.stderr
+    assert (repo / "posts" / "link.md").is_symlink()
+
+
+def test_credentials_in_the_api_url_are_refused_and_never_shown(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+
+    result = run_command(
+        ["-v", "plan", "--api-url", "https://user:s3cret@127.0.0.1:1/api"],
+        repo,
+        env={"NEXUS_TOKEN": "a.b.c"},
+    )
+
+    assert result.code == 1
+    assert "the API URL carries a user or password" in result.stderr
+    assert "s3cret" not in result.output
+
+
+def test_a_plan_saved_where_no_folder_is_says_so(tmp_path: Path) -> None:
+    repo = repo_with_posts(tmp_path, count=1)
+
+    result = run_command(["plan", "--local", "--out", "no/such/plan.json"], repo)
+
+    assert result.code == 1
+    assert "Error: cannot save the plan to no/such/plan.json: No such file" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.output
