@@ -236,7 +236,28 @@ def yaml_problem(
         mark = error.context_mark
     line = mark.line + first_line if mark else first_line
     parts = [error.context, error.problem]
-    return line, "invalid YAML: " + "; ".join(part for part in parts if part)
+    source = (
+        text.splitlines()[mark.line]
+        if mark and mark.line < len(text.splitlines())
+        else ""
+    )
+    message = "invalid YAML: " + "; ".join(part for part in parts if part)
+    return line, message + _hint(error.problem or "", source)
+
+
+def _hint(problem: str, source: str) -> str:
+    """What to do about the parse errors that hand-written posts run into."""
+    if "\t" in source[: len(source) - len(source.lstrip())]:
+        return "; YAML cannot indent with tabs: use spaces"
+    if (
+        "cannot start any token" in problem
+        or "mapping values are not allowed" in problem
+    ):
+        return (
+            "; a value that starts with @ or ` or holds ': ' must be quoted, "
+            'e.g. title: "@team: hello"'
+        )
+    return ""
 
 
 def line_of(node: yaml.Node | None, where: Iterable[Any], first_line: int) -> int:

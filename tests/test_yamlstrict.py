@@ -202,3 +202,23 @@ def test_yaml_infinity_and_nan_are_floats_not_a_crash() -> None:
     _, data = yamlstrict.load("a: .inf\nb: -.Inf\nc: 1.5\n")
 
     assert data == {"a": float("inf"), "b": float("-inf"), "c": 1.5}
+
+
+def test_parse_errors_people_make_say_what_to_do() -> None:
+    from nexus_sync import yamlstrict
+
+    def message(text: str) -> str:
+        try:
+            yamlstrict.load(text)
+        except yaml.YAMLError as error:
+            return yamlstrict.yaml_problem(error, 2, text)[1]
+        raise AssertionError("no error")
+
+    assert message("title: @team\n").endswith(
+        "; a value that starts with @ or ` or holds ': ' must be quoted, "
+        'e.g. title: "@team: hello"'
+    )
+    assert message("title: a: b\n").endswith('must be quoted, e.g. title: "@team: hello"')
+    assert message("platforms:\n\t- x\n").endswith(
+        "; YAML cannot indent with tabs: use spaces"
+    )
