@@ -60,7 +60,7 @@ def render_post(spec: dict) -> str:
         front.append(f"scheduledFor: {spec['scheduled']}")
     if spec["draft"]:
         front.append("draft: true")
-    if spec["publish_now"]:
+    if spec["publish_now"] and not spec["draft"]:  # the two together are refused
         front.append("publish: now")
     return "---\n" + "\n".join(front) + f"\n---\n{spec['content']}\n"
 
