@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -425,49 +426,52 @@ class Relay:
         self._server.stop()
 
 
-def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_lands(
-    side: GitHubSide,
-) -> None:
+def merge_with_a_push_during_the_apply(
+    side: GitHubSide, edit: Callable[[Path], str]
+) -> tuple[Any, list[int]]:
+    """Merge a new post and apply it; when the apply sends its first create,
+    Bob's clone makes `edit` (which returns the commit message) and pushes.
+
+    Returns the run and how many messages the account held at Bob's push.
+    """
     before = side.sha("main")
     after = side.push("main", {"posts/pull-request.md": NEW_POST}, "Merge #12")
     workspace = side.checkout("main")
     other = side.tmp / "other"
     subprocess.run(["git", "clone", "-q", side.remote.as_uri(), str(other)], check=True)
     seen_at_push: list[int] = []
-
     lock = threading.Lock()
 
-    def push_notes(method: str, path: str) -> None:
+    def push_once(method: str, path: str) -> None:
         if (method, path) != ("POST", "/messages"):
             return
         # The creates in flight wait here until the push has landed.
         with lock:
-            if not seen_at_push:
-                seen_at_push.append(len(side.messages()))
-                push_once()
+            if seen_at_push:
+                return
+            seen_at_push.append(len(side.messages()))
+            subject = edit(other)
+            git(other, "add", "--all")
+            bob = ["-c", "user.name=Bob", "-c", "user.email=bob@example.com"]
+            git(other, *bob, "commit", "-q", "-m", subject)
+            git(other, "push", "-q", "origin", "main")
 
-    def push_once() -> None:
-        (other / "NOTES.md").write_text("a note\n")
-        git(other, "add", "NOTES.md")
-        git(
-            other,
-            "-c",
-            "user.name=Bob",
-            "-c",
-            "user.email=bob@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "Notes from Bob",
-        )
-        git(other, "push", "-q", "origin", "main")
-
-    # Someone else's push lands when the apply sends its first create.
-    relay = Relay(side.emulator.url, push_notes)
+    relay = Relay(side.emulator.url, push_once)
     try:
         run = side.act_on_push(before, after, workspace, **{"api-url": relay.url})
     finally:
         relay.stop()
+    return run, seen_at_push
+
+
+def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_lands(
+    side: GitHubSide,
+) -> None:
+    def add_notes(other: Path) -> str:
+        (other / "NOTES.md").write_text("a note\n")
+        return "Notes from Bob"
+
+    run, seen_at_push = merge_with_a_push_during_the_apply(side, add_notes)
 
     assert run.code == 0, run.log
     assert seen_at_push == [0]
@@ -488,38 +492,13 @@ def test_a_push_landing_during_the_apply_is_rebased_onto_and_the_write_back_land
 def test_a_push_that_conflicts_with_the_write_back_still_lands_the_inventory(
     side: GitHubSide,
 ) -> None:
-    before = side.sha("main")
-    after = side.push("main", {"posts/pull-request.md": NEW_POST}, "Merge #12")
-    workspace = side.checkout("main")
-    other = side.tmp / "other"
-    subprocess.run(["git", "clone", "-q", side.remote.as_uri(), str(other)], check=True)
-    pushed: list[bool] = []
-
-    def push_conflict(method: str, path: str) -> None:
+    def move_the_post(other: Path) -> str:
         # The line the nexus: block lands beside is edited on the branch.
-        if (method, path) != ("POST", "/messages") or pushed:
-            return
-        pushed.append(True)
         post = other / "posts" / "pull-request.md"
         post.write_text(post.read_text().replace("09:00:00Z", "10:00:00Z"))
-        git(
-            other,
-            "-c",
-            "user.name=Bob",
-            "-c",
-            "user.email=bob@example.com",
-            "commit",
-            "-q",
-            "-am",
-            "Later, says Bob",
-        )
-        git(other, "push", "-q", "origin", "main")
+        return "Later, says Bob"
 
-    relay = Relay(side.emulator.url, push_conflict)
-    try:
-        run = side.act_on_push(before, after, workspace, **{"api-url": relay.url})
-    finally:
-        relay.stop()
+    run, _ = merge_with_a_push_during_the_apply(side, move_the_post)
 
     assert run.code == 0, run.log
     assert "committing the inventory alone" in run.log
