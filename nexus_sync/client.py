@@ -97,12 +97,21 @@ class NexusClient:
             params["status"] = status
         if platform:
             params["platform"] = platform
+        seen: set[str] = set()
         while True:
             page = await self._request("GET", "/messages", params=dict(params))
+            if not isinstance(page, dict) or not isinstance(page.get("messages"), list):
+                raise ApiError(200, "Unexpected answer", "a page without messages")
             messages.extend(page["messages"])
-            token = page.get("pagination", {}).get("nextToken")
+            token = (page.get("pagination") or {}).get("nextToken")
             if not token:
                 break
+            if token in seen:
+                # A cursor that comes back would list the same pages forever.
+                raise ApiError(
+                    200, "Unexpected answer", "the listing returned a nextToken twice"
+                )
+            seen.add(token)
             params["nextToken"] = token
         log.info("listed %d message(s)", len(messages))
         return messages

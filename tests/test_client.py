@@ -11,6 +11,7 @@ import httpx
 import pytest
 from network import scripted_client
 
+from nexus_sync.auth import StaticToken
 from nexus_sync.client import NexusClient, _retry_after
 from nexus_sync.errors import (
     ApiError,
@@ -242,3 +243,23 @@ def test_the_client_repr_names_only_the_url() -> None:
     assert repr(client) == "NexusClient('https://nexus-share.com/api')"
     assert repr(auth) == "StaticToken(<hidden>)"
     run(client.close())
+
+
+def test_a_listing_whose_cursor_comes_back_stops_instead_of_looping() -> None:
+    # No emulator misbehaves like this; a transport plays the broken service.
+    def answer(request: httpx.Request) -> httpx.Response:
+        page = {"messages": [], "pagination": {"nextToken": "same", "hasMore": True}}
+        return httpx.Response(200, json=page)
+
+    client = NexusClient(
+        "https://nexus.example",
+        StaticToken("a.b.c"),
+        transport=httpx.MockTransport(answer),
+    )
+
+    async def scenario() -> None:
+        async with client:
+            await client.list_messages()
+
+    with pytest.raises(ApiError, match="the listing returned a nextToken twice"):
+        run(scenario())
