@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from slugify import slugify
 
+from . import yamlstrict
 from .config import Config
 from .inventory import save_inventory
 from .plan import Message, desired_block
@@ -25,8 +26,10 @@ def post_file_text(message: Message, block: dict[str, Any]) -> str:
     if message.title:
         front["title"] = message.title
     front["platforms"] = list(message.platforms)
-    text = yaml.safe_dump(
+    # The dumper of the write-back, so that what is written reads back the same.
+    text = yaml.dump(
         front,
+        Dumper=yamlstrict.StrictDumper,
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=None,

@@ -18,7 +18,7 @@ from typing import Any
 from .config import Config
 from .errors import InvalidPosts, PlanMismatch, PostError, TooMuchChange
 from .inventory import INVENTORY_FILE
-from .posts import NexusBlock, Post, normalize_content
+from .posts import BLOCK_KEYS, NexusBlock, Post, normalize_content
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,6 @@ REMOTE_ACTIONS = (CREATE, UPDATE, PUBLISH, DELETE)
 
 EDITABLE = ("DRAFT", "SCHEDULED", "FAILED")
 ADOPTABLE_ANY_AGE = ("DRAFT", "SCHEDULED")
-# The keys of a nexus: block, in the order it is written.
-BLOCK_KEYS = ("id", "status", "publishedAt", "error", "externalIds", "urls")
 # Statuses a DELETE may remove; a published post stays where it went out.
 PRUNABLE = ("DRAFT", "SCHEDULED", "FAILED")
 

@@ -33,6 +33,10 @@ PLATFORMS = ("x", "linkedin", "bluesky")
 _YAML_FIRST_LINE = 2
 
 
+# The keys of a nexus: block, in the order it is written.
+BLOCK_KEYS = ("id", "status", "publishedAt", "error", "externalIds", "urls")
+
+
 @dataclasses.dataclass(frozen=True)
 class NexusBlock:
     """What nexus-sync last wrote into a file's `nexus:` block."""
@@ -46,14 +50,15 @@ class NexusBlock:
 
     def as_yaml(self) -> dict[str, Any]:
         """The block in the order and spelling that the file shows."""
-        fields = {
-            "id": self.id,
-            "status": self.status,
-            "publishedAt": self.published_at,
-            "error": self.error,
-            "externalIds": dict(self.external_ids) or None,
-            "urls": dict(self.urls) or None,
-        }
+        values = (
+            self.id,
+            self.status,
+            self.published_at,
+            self.error,
+            dict(self.external_ids) or None,
+            dict(self.urls) or None,
+        )
+        fields = dict(zip(BLOCK_KEYS, values, strict=True))
         return {key: value for key, value in fields.items() if value is not None}
 
 

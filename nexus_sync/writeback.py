@@ -52,7 +52,8 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
 
     # The edit is made on lines, so it is checked on meaning: the block must
     # read back as written and every other key as it was, or nothing is written.
-    before, after = _frontmatter(text), _frontmatter(edited)
+    before = _frontmatter(lines)
+    after = _frontmatter(yamlstrict.split_lines(edited[len(bom) :]))
     before.pop("nexus", None)
     written = after.pop("nexus", None)
     if written != block or before != after:
@@ -63,8 +64,8 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
     return edited
 
 
-def _frontmatter(text: str) -> dict[str, Any]:
-    lines = yamlstrict.split_lines(text.removeprefix("\ufeff"))
+def _frontmatter(lines: list[str]) -> dict[str, Any]:
+    """The keys of the frontmatter of a file split into `lines`."""
     close = yamlstrict.closing_line(lines)
     try:
         data = yamlstrict.load("".join(lines[1:close]))[1]
