@@ -125,6 +125,14 @@ class Store:
         }
         if "attempt_ends_at" not in columns:
             self._db.execute("ALTER TABLE messages ADD COLUMN attempt_ends_at TEXT")
+        # Every request first looks for messages that are due; without these
+        # each one would read all of the user's messages.
+        self._db.executescript(
+            "CREATE INDEX IF NOT EXISTS messages_due "
+            "ON messages (user, status, scheduled_for);"
+            "CREATE INDEX IF NOT EXISTS messages_ending "
+            "ON messages (user, status, attempt_ends_at);"
+        )
 
     # -- reads -------------------------------------------------------------
 
