@@ -26,8 +26,11 @@ def load_inventory(root: Path) -> dict[str, str]:
     path = root / INVENTORY_FILE
     if not path.exists():
         return {}
+    text = path.read_text("utf-8-sig")
     try:
-        data = yaml.load(path.read_text("utf-8-sig"), Loader=yaml.CSafeLoader) or {}
+        data = _as_written(text)
+        if data is None:
+            data = yaml.load(text, Loader=yaml.CSafeLoader) or {}
     except yaml.YAMLError as error:
         raise NexusSyncError(
             f"{INVENTORY_FILE}: not valid YAML ({error}); restore it from git"
@@ -39,6 +42,22 @@ def load_inventory(root: Path) -> dict[str, str]:
             f"{INVENTORY_FILE}: expected lines of `id: path`; restore it from git"
         )
     return data
+
+
+def _as_written(text: str) -> dict[str, str] | None:
+    """The record read quickly when it is as nexus-sync wrote it, else None.
+
+    Each line that render_inventory writes, `"id": "path"`, is a member of a
+    JSON object as well as YAML; a file edited by hand is read as YAML.
+    """
+    members = [line for line in text.splitlines() if line and line[0] != "#"]
+    if not all(line.startswith('"') for line in members):
+        return None
+    try:
+        data = json.loads("{" + ",".join(members) + "}")
+    except ValueError:
+        return None
+    return data if len(data) == len(members) else None
 
 
 def render_inventory(inventory: dict[str, str]) -> str:
