@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import jwt
 
 from .config import AUTH_FLOWS
 from .errors import AuthError, ConfigError
@@ -323,6 +322,10 @@ def _with_token(request: httpx.Request, token: str) -> httpx.Request:
 def _expiry(id_token: str, expires_in: Any) -> float:
     # The id token's own `exp` is what the service checks; ExpiresIn (seconds
     # from now) stands in if the token cannot be read.
+    # Imported here: PyJWT loads the cryptography package, which a plan with
+    # a static token would import for nothing.
+    import jwt
+
     try:
         claims = jwt.decode(id_token, options={"verify_signature": False})
         return float(claims["exp"])
