@@ -111,16 +111,19 @@ def replace_atomically(path: Path, text: str, current: str | None = None) -> boo
 
     A reader (or a crash) sees the old file or the new one, never half of one.
     """
-    if current is None and path.exists():
-        current = path.read_bytes().decode("utf-8")
-    if current == text:
+    data = text.encode("utf-8")
+    if current is None:
+        unchanged = path.exists() and path.read_bytes() == data
+    else:
+        unchanged = current == text
+    if unchanged:
         return False
 
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
