@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
+import importlib.util
 import json
 import logging
 import os
 import re
 import stat
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 from importlib import resources
@@ -23,6 +26,7 @@ import yaml
 from . import lengths, yamlstrict
 from .config import Config
 from .errors import PostError
+from .postcache import PostCache
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,15 @@ def find_post_files(config: Config) -> list[Path]:
     base = config.posts_path
     if not base.is_dir():
         return []
-    return sorted(path for path in base.rglob("*.md") if not path.is_dir())
+    # os.walk, unlike Path.rglob, knows a folder named like a post without a
+    # stat of every file. Links to folders are not followed.
+    found = []
+    for folder, _, names in os.walk(base):
+        found.extend(
+            os.path.join(folder, name) for name in names if name.endswith(".md")
+        )
+    found.sort(key=lambda path: path.split(os.sep))
+    return [Path(path) for path in found]
 
 
 def load_posts(
@@ -115,11 +127,20 @@ def load_posts(
     """Read every post file; return the good posts and all problems found."""
     posts: list[Post] = []
     problems: list[PostError] = []
+    cache = PostCache.open(config.root, _fingerprint())
     for path in find_post_files(config) if paths is None else paths:
+        name = relative_name(path, config)
         try:
-            posts.append(load_post(path, config))
+            data = _read_bytes(path, name, config)
+            post = _from_record(cache.get(name, data), name, config)
+            if post is None:
+                post, local_schedule = _parse(_decode(data, name), name, config)
+                cache.put(name, data, _record(post, local_schedule))
+            posts.append(post)
         except InvalidPost as invalid:
             problems.extend(invalid.problems)
+    # Only a reading of every file knows which entries are for files now gone.
+    cache.save(prune=paths is None)
     log.info("read %d post file(s), %d problem(s)", len(posts), len(problems))
     return posts, problems
 
@@ -139,7 +160,7 @@ def relative_name(path: Path, config: Config) -> str:
     if not absolute.startswith(root):
         absolute = os.path.abspath(path)
     if absolute.startswith(root):
-        return Path(absolute[len(root) :]).as_posix()
+        return absolute[len(root) :].replace(os.sep, "/")
     return path.as_posix()
 
 
@@ -151,7 +172,14 @@ def _root_prefix(root: Path) -> str:
 def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
     """Read one post file, raising InvalidPost with every problem in it."""
     name = relative_name(path, config)
-    text = _read_text(path, name, config)
+    text = _decode(_read_bytes(path, name, config), name)
+    return _parse(text, name, config, schema)[0]
+
+
+def _parse(
+    text: str, name: str, config: Config, schema: dict | None = None
+) -> tuple[Post, str | None]:
+    """The post in `text`, and its scheduledFor as written."""
     front, body, body_line = _split(text, name)
     node, data = _parse_frontmatter(front, name)
 
@@ -191,7 +219,7 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
 
     if problems:
         raise InvalidPost(sorted(problems, key=lambda p: p.line))
-    return Post(
+    post = Post(
         path=name,
         content=content,
         platforms=platforms,
@@ -204,6 +232,9 @@ def load_post(path: Path, config: Config, schema: dict | None = None) -> Post:
         scheduled_line=scheduled_line,
         body_line=body_line,
     )
+    # A local time is kept as written: its reading depends on the zone's rules.
+    local = scheduled_for is not None and not _has_offset(data["scheduledFor"])
+    return post, data["scheduledFor"] if local else None
 
 
 def parse_schedule(value: str, config: Config) -> str:
@@ -243,6 +274,10 @@ def parse_schedule(value: str, config: Config) -> str:
             f"scheduledFor {value} {what} in {config.timezone} ({why}); write {choices}"
         )
     return _stamp(early.astimezone(dt.UTC))
+
+
+def _has_offset(value: str) -> bool:
+    return dt.datetime.fromisoformat(value.upper()).tzinfo is not None
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -308,9 +343,15 @@ def _is_date_time(value: str) -> bool:
     return checker.conforms(value, "date-time")
 
 
-def _read_text(path: Path, name: str, config: Config) -> str:
+def _refuse(name: str, message: str, line: int = 1) -> InvalidPost:
+    return InvalidPost([PostError(name, line, message)])
+
+
+def _read_bytes(path: Path, name: str, config: Config) -> bytes:
+    """The file's bytes, once it is known to be a regular file of a post's size."""
+
     def refuse(message: str, line: int = 1) -> InvalidPost:
-        return InvalidPost([PostError(name, line, message)])
+        return _refuse(name, message, line)
 
     try:
         status = path.lstat()
@@ -343,9 +384,17 @@ def _read_text(path: Path, name: str, config: Config) -> str:
         )
 
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise refuse(f"cannot read the file: {error.strerror}") from None
+
+
+def _decode(data: bytes, name: str) -> str:
+    """The file's text, with the line endings and byte-order mark of any editor."""
+
+    def refuse(message: str, line: int = 1) -> InvalidPost:
+        return _refuse(name, message, line)
+
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise refuse("saved as UTF-16; save the file as UTF-8")
     if b"\x00" in data:
@@ -460,3 +509,67 @@ def _nexus_block(data: dict) -> NexusBlock:
         external_ids=tuple(sorted((data.get("externalIds") or {}).items())),
         urls=tuple(sorted((data.get("urls") or {}).items())),
     )
+
+
+# The libraries whose answers a post's record holds: its YAML, schema check
+# and lengths.
+_CHECKERS = (
+    "yaml",
+    "fastjsonschema",
+    "jsonschema",
+    "rfc3339_validator",
+    "regex",
+    "twitter_text",
+)
+
+
+@functools.cache
+def _fingerprint() -> str:
+    """What a post's record depends on besides the file: code, Python, libraries.
+
+    nexus-sync's own modules and schema are hashed, so that an edited checkout
+    drops its records too; of a library, the folder it is installed in is
+    named with the time it last changed, which an upgrade or reinstall moves.
+    """
+    digest = hashlib.sha256(sys.version.encode())
+    package = Path(__file__).parent
+    for source in sorted(
+        [*package.glob("*.py"), package / "schema" / "post.schema.json"]
+    ):
+        digest.update(source.name.encode() + source.read_bytes())
+    for name in _CHECKERS:
+        spec = importlib.util.find_spec(name)
+        folder = os.path.dirname(spec.origin) if spec and spec.origin else ""
+        changed = os.stat(folder).st_mtime_ns if folder else 0
+        digest.update(f"{name} {folder} {changed}".encode())
+    return digest.hexdigest()
+
+
+def _record(post: Post, local_schedule: str | None) -> dict[str, Any]:
+    """What the cache keeps of a good post: its fields, and a local time as written."""
+    record = dataclasses.asdict(post)
+    del record["path"]
+    record["local_schedule"] = local_schedule
+    return record
+
+
+def _from_record(
+    record: dict[str, Any] | None, name: str, config: Config
+) -> Post | None:
+    """The post that `record` holds, or None when it must be read anew."""
+    if record is None:
+        return None
+    try:
+        fields = dict(record)
+        local_schedule = fields.pop("local_schedule")
+        nexus = fields.pop("nexus")
+        nexus["external_ids"] = tuple(map(tuple, nexus["external_ids"]))
+        nexus["urls"] = tuple(map(tuple, nexus["urls"]))
+        fields["platforms"] = tuple(fields["platforms"])
+        # A local time is read again: the configured zone, or its rules in the
+        # time zone database, may have changed since the record was made.
+        if local_schedule is not None:
+            fields["scheduled_for"] = parse_schedule(local_schedule, config)
+        return Post(path=name, nexus=NexusBlock(**nexus), **fields)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

@@ -88,6 +88,19 @@ def make_repo(path: Path, posts: Path | None = EXAMPLE_POSTS) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def post_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user cache folder of every run in the tests, away from the user's own."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
