@@ -105,8 +105,12 @@ def to_utc(value: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def find_post_files(config: Config) -> list[Path]:
-    """Every `*.md` file under the posts folder, in a stable order."""
+def find_post_files(config: Config) -> list[str]:
+    """Every `*.md` file under the posts folder, in a stable order.
+
+    Paths come as strings: at thousands of files, making Path objects costs
+    more than reading the folder.
+    """
     base = config.posts_path
     if not base.is_dir():
         return []
@@ -118,11 +122,11 @@ def find_post_files(config: Config) -> list[Path]:
             os.path.join(folder, name) for name in names if name.endswith(".md")
         )
     found.sort(key=lambda path: path.split(os.sep))
-    return [Path(path) for path in found]
+    return found
 
 
 def load_posts(
-    config: Config, paths: Iterable[Path] | None = None
+    config: Config, paths: Iterable[Path | str] | None = None
 ) -> tuple[list[Post], list[PostError]]:
     """Read every post file; return the good posts and all problems found."""
     posts: list[Post] = []
@@ -153,7 +157,7 @@ class InvalidPost(Exception):
         self.problems = problems
 
 
-def relative_name(path: Path, config: Config) -> str:
+def relative_name(path: Path | str, config: Config) -> str:
     """The file's identity: its path from the repository root."""
     root = _root_prefix(config.root)
     absolute = str(path)
@@ -161,7 +165,7 @@ def relative_name(path: Path, config: Config) -> str:
         absolute = os.path.abspath(path)
     if absolute.startswith(root):
         return absolute[len(root) :].replace(os.sep, "/")
-    return path.as_posix()
+    return Path(path).as_posix()
 
 
 @functools.lru_cache(maxsize=8)
@@ -347,15 +351,16 @@ def _refuse(name: str, message: str, line: int = 1) -> InvalidPost:
     return InvalidPost([PostError(name, line, message)])
 
 
-def _read_bytes(path: Path, name: str, config: Config) -> bytes:
+def _read_bytes(path: Path | str, name: str, config: Config) -> bytes:
     """The file's bytes, once it is known to be a regular file of a post's size."""
 
     def refuse(message: str, line: int = 1) -> InvalidPost:
         return _refuse(name, message, line)
 
     try:
-        status = path.lstat()
+        status = os.lstat(path)
         if stat.S_ISLNK(status.st_mode):
+            path = Path(path)
             target = path.resolve()
             if not target.is_relative_to(config.posts_path.resolve()):
                 raise refuse(
@@ -384,7 +389,8 @@ def _read_bytes(path: Path, name: str, config: Config) -> bytes:
         )
 
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            return handle.read()
     except OSError as error:
         raise refuse(f"cannot read the file: {error.strerror}") from None
 
