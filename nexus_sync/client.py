@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import logging
@@ -67,6 +68,9 @@ class NexusClient:
             headers={"User-Agent": "nexus-sync"},
         )
         self.retry_after_cap = retry_after_cap
+        # A 429's Retry-After asks this client to wait, not only the request
+        # that got it: until then (time.monotonic()) no request starts.
+        self._quiet_until = 0.0
         self._retry = {
             "attempts": attempts,
             "timeout": retry_timeout,
@@ -200,7 +204,10 @@ class NexusClient:
                 if error.error.status == 429:
                     wait = _retry_after(error.response, self.retry_after_cap)
                     log.info("%s: 429, retrying in %s", what, _seconds(wait))
-                    return True if wait is None else wait
+                    if wait is None:
+                        return True
+                    self._quiet_until = max(self._quiet_until, time.monotonic() + wait)
+                    return wait
                 if repeatable:
                     log.info("%s: %d, retrying", what, error.error.status)
                 return repeatable
@@ -217,6 +224,7 @@ class NexusClient:
             async for attempt in stamina.retry_context(on=backoff, **self._retry):
                 with attempt:
                     attempt_number = attempt.num
+                    await self._quiet_period()
                     response = await self._http.request(method, path, **kwargs)
                     log.debug("%s -> %d", what, response.status_code)
                     if response.status_code in RETRY_STATUSES:
@@ -253,6 +261,11 @@ class NexusClient:
                 "set a fresh NEXUS_TOKEN, or NEXUS_USER and NEXUS_PASSWORD"
             )
         raise error
+
+    async def _quiet_period(self) -> None:
+        # Another request's 429 may move the end further while this one waits.
+        while (left := self._quiet_until - time.monotonic()) > 0:
+            await asyncio.sleep(left)
 
 
 class _Retryable(Exception):

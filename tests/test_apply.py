@@ -296,6 +296,34 @@ def test_apply_waits_as_long_as_retry_after_says(
             assert following["time"] - throttled["time"] >= 2.0
 
 
+def test_after_a_429_no_worker_sends_until_retry_after_has_passed(
+    empty_repo: Path, emulator: EmulatorServer
+) -> None:
+    write_posts(empty_repo, {f"p{n:02d}.md": draft(f"Post {n}") for n in range(24)})
+    env = emulator.env("alice")
+    # Each request takes 100 ms, so four workers that ignored a 429 would keep
+    # sending while the throttled one waits its second.
+    emulator.knobs(throttle_every=6, retry_after=1, latency_ms=100)
+
+    applied = run_command(["apply", "--parallelism", "4"], empty_repo, env)
+
+    log = emulator.requests()["log"]
+    emulator.knobs(throttle_every=0, latency_ms=0)
+    assert applied.code == 0, applied.output
+    assert len(emulator.messages("alice")) == 24
+    throttled = [e["time"] for e in log if e["status"] == 429]
+    assert len(throttled) >= 2
+    # Requests already on their way when the 429 was answered may arrive just
+    # after it; none may start later, until Retry-After has passed.
+    early = [
+        (round(e["time"] - t, 3), e["endpoint"])
+        for t in throttled
+        for e in log
+        if t + 0.4 < e["time"] < t + 1.0
+    ]
+    assert early == []
+
+
 def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
     empty_repo: Path, emulator: EmulatorServer
 ) -> None:
