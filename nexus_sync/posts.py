@@ -491,11 +491,41 @@ def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
                 )
             ]
         )
+    _check_layout(node, name)
     if isinstance(data.get("platforms"), list):
         data["platforms"] = [
             p.lower() if isinstance(p, str) else p for p in data["platforms"]
         ]
     return node, data
+
+
+def _check_layout(node: yaml.Node, name: str) -> None:
+    # The write-back edits lines: it puts its block as a key at the start of
+    # a line, which only a frontmatter of one unindented key per line can take.
+    # Refused here, before anything is sent, rather than after a create.
+    if node.flow_style:
+        raise InvalidPost(
+            [
+                PostError(
+                    name,
+                    _YAML_FIRST_LINE + node.start_mark.line,
+                    "the frontmatter is one {...} mapping; write one key per "
+                    "line instead, e.g. platforms: [x]",
+                )
+            ]
+        )
+    for key, _ in node.value:
+        if key.start_mark.column:
+            raise InvalidPost(
+                [
+                    PostError(
+                        name,
+                        _YAML_FIRST_LINE + key.start_mark.line,
+                        f"{key.value!r} is indented; start each key of the "
+                        "frontmatter at the beginning of its line",
+                    )
+                ]
+            )
 
 
 def _platforms(value: Any) -> tuple[str, ...]:

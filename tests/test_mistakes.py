@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import make_repo, run_command
+from conftest import EmulatorServer, make_repo, run_command
 
 POST = "---\nplatforms: [x]\n---\nHello {n}\n"
 
@@ -56,8 +56,7 @@ def test_draft_and_publish_now_together_are_an_error(tmp_path: Path) -> None:
 
     assert result.code == 1
     assert result.stderr.splitlines()[0] == (
-        "posts/p.md:4: publish: now and draft: true contradict each other; "
-        "remove one"
+        "posts/p.md:4: publish: now and draft: true contradict each other; remove one"
     )
 
 
@@ -72,8 +71,7 @@ def test_a_link_to_a_post_is_refused_instead_of_posting_it_twice(
 
     assert result.code == 1
     assert (
-        "posts/link.md:1: symbolic link to posts/a.md; a post must be a file of "
-        "its own"
+        "posts/link.md:1: symbolic link to posts/a.md; a post must be a file of its own"
     ) in result.stderr
     assert (repo / "posts" / "link.md").is_symlink()
 
@@ -104,3 +102,34 @@ def test_a_plan_saved_where_no_folder_is_says_so(tmp_path: Path) -> None:
         result.stderr
     )
     assert "Traceback" not in result.output
+
+
+def test_a_frontmatter_the_write_back_cannot_extend_is_refused_before_a_create(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    layouts = {
+        "flow.md": "---\n{platforms: [x], title: Launch}\n---\nHello\n",
+        "json.md": '---\n{"platforms":\n  ["x"]}\n---\nHello\n',
+        "indented.md": "---\n  title: Hi\n  platforms: [x]\n---\nHello\n",
+    }
+    for name, text in layouts.items():
+        (repo / "posts" / name).write_text(text)
+    env = emulator.env("alice")
+    emulator.clear_requests()
+
+    for command in (["validate"], ["plan"], ["apply"]):
+        result = run_command(command, repo, env)
+        assert result.code == 1, result.output
+        assert result.stderr.splitlines()[:3] == [
+            "posts/flow.md:2: the frontmatter is one {...} mapping; write one key "
+            "per line instead, e.g. platforms: [x]",
+            "posts/indented.md:2: 'title' is indented; start each key of the "
+            "frontmatter at the beginning of its line",
+            "posts/json.md:2: the frontmatter is one {...} mapping; write one key "
+            "per line instead, e.g. platforms: [x]",
+        ]
+    assert emulator.requests()["counts"] == {}
+    assert [p.read_text() for p in sorted((repo / "posts").glob("*.md"))] == [
+        layouts[name] for name in sorted(layouts)
+    ]
