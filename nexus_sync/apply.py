@@ -294,13 +294,17 @@ class Applier:
     async def _write(self, post: Post, message: Message) -> None:
         # Disk writes (each with an fsync) run beside the event loop, so that
         # they do not hold up the requests of the other changes in flight.
-        await asyncio.to_thread(
-            write_nexus_block,
-            self.config.root / post.path,
-            desired_block(message, self.config),
-        )
-        self._known.add(message.id)
-        await self._record(message.id, post.path)
+        try:
+            await asyncio.to_thread(
+                write_nexus_block,
+                self.config.root / post.path,
+                desired_block(message, self.config),
+            )
+        finally:
+            # The message is the post's even when the file could not take its
+            # block: the inventory says so, and the next plan writes it back.
+            self._known.add(message.id)
+            await self._record(message.id, post.path)
 
     async def _record(self, message_id: str, path: str | None) -> None:
         if path is None:

@@ -94,6 +94,33 @@ def test_a_lost_create_is_found_and_adopted_even_if_keys_are_ignored(
     }
 
 
+def test_a_file_that_cannot_take_its_block_still_has_its_message_recorded(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    write_posts(repo, {"p1.md": draft("Post 1")})
+    client, _, emulator = scripted_client(tmp_path)
+    config = load_config(repo, environ={})
+
+    async def scenario() -> Result:
+        plan, inventory = await plan_for(config, client)
+        # Rewritten between the plan and the write-back, in a layout the
+        # write-back cannot extend.
+        (repo / "posts" / "p1.md").write_text("---\n{platforms: [x]}\n---\nPost 1\n")
+        return await apply_plan(plan, client, config, inventory, 1)
+
+    result = asyncio.run(scenario())
+
+    (message,) = stored(emulator)
+    assert not result.ok
+    assert load_inventory(repo) == {message["id"]: "posts/p1.md"}
+    (repo / "posts" / "p1.md").write_text(draft("Post 1"))
+    again = apply_in_process(repo, client)
+    assert again.ok
+    assert [m["id"] for m in stored(emulator)] == [message["id"]]
+    assert file_id(repo, "p1.md") == message["id"]
+
+
 def test_a_create_answered_503_is_looked_for_then_sent_again(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", posts=None)
     write_posts(repo, {"p1.md": draft("Post 1")})
