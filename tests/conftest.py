@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
+import io
 import os
 import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +23,34 @@ import httpx
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
-EXAMPLE_POSTS = PROJECT / "posts"
+
+
+def committed_example_posts() -> Path:
+    """posts/ as committed, in a folder removed when the tests end.
+
+    The README's quick start, `nexus-sync apply --local`, writes ids into the
+    working copy's posts; the tests start from posts that were never applied.
+    Outside a git checkout the working copy is all there is.
+    """
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", "HEAD", "posts"],
+            cwd=PROJECT,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return PROJECT / "posts"
+    folder = Path(tempfile.mkdtemp(prefix="nexus-sync-example-posts-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    # Python 3.12 and later check each member; it is this repository's own.
+    checked = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, **checked)
+    return folder / "posts"
+
+
+EXAMPLE_POSTS = committed_example_posts()
 DATA = Path(__file__).resolve().parent / "data"
 # Long enough for any emulator clock a test sets (a century).
 LONG_TTL = 100 * 365 * 24 * 3600
