@@ -117,10 +117,19 @@ def find_post_files(config: Config) -> list[str]:
     # os.walk, unlike Path.rglob, knows a folder named like a post without a
     # stat of every file. Links to folders are not followed.
     found = []
-    for folder, _, names in os.walk(base):
+    for folder, folders, names in os.walk(base):
         found.extend(
             os.path.join(folder, name) for name in names if name.endswith(".md")
         )
+        for name in folders:
+            link = os.path.join(folder, name)
+            if os.path.islink(link):
+                log.warning(
+                    "%s: a link to a folder is not followed; move or copy its "
+                    "posts into %s/ to have them read",
+                    relative_name(link, config),
+                    config.posts_dir,
+                )
     found.sort(key=lambda path: path.split(os.sep))
     return found
 

@@ -133,3 +133,21 @@ def test_a_frontmatter_the_write_back_cannot_extend_is_refused_before_a_create(
     assert [p.read_text() for p in sorted((repo / "posts").glob("*.md"))] == [
         layouts[name] for name in sorted(layouts)
     ]
+
+
+def test_a_link_to_a_folder_is_not_followed_and_says_so(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    (repo / "posts" / "p.md").write_text(POST.format(n=1))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "q.md").write_text(POST.format(n=2))
+    (repo / "posts" / "linked").symlink_to(elsewhere)
+
+    result = run_command(["validate"], repo)
+
+    assert result.code == 0, result.output
+    assert result.stdout == "1 post file(s) valid.\n"
+    assert result.stderr.splitlines() == [
+        "WARNING nexus_sync.posts: posts/linked: a link to a folder is not "
+        "followed; move or copy its posts into posts/ to have them read"
+    ]
