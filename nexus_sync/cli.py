@@ -515,9 +515,11 @@ def emulator_serve(
     import uvicorn
 
     from .emulator import Emulator, Knobs, create_app
+    from .emulator.faults import check_knobs
 
-    instance = Emulator(state_dir, knobs=Knobs(), trusted_jwks=trust_jwks)
-    instance.apply_knobs(_knob_values(flags))
+    # The flags are the knobs it starts with, and returns to on a reset.
+    knobs = Knobs(**check_knobs(_knob_values(flags)))
+    instance = Emulator(state_dir, knobs=knobs, trusted_jwks=trust_jwks)
     click.echo(f"Nexus Share emulator on http://{host}:{port} (state in {state_dir})")
     uvicorn.run(create_app(instance), host=host, port=port, log_level="warning")
 

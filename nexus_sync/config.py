@@ -7,6 +7,7 @@ import functools
 import os
 import zoneinfo
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,23 @@ def _file_validator() -> jsonschema.Draft202012Validator:
 
 
 def _is_zone(name: str) -> bool:
+    # zoneinfo opens any time zone file under the machine's zoneinfo folder:
+    # localtime (the machine's own zone, so a plan would depend on where it
+    # runs), posixrules, right/ (clocks with leap seconds). Only the names of
+    # the IANA database are zones here.
+    if name not in _iana_names():
+        return False
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    """Every zone and alias name of the IANA database, as tzdata lists them."""
+    # The same list that zoneinfo.available_timezones() starts from; that
+    # function then adds every file of the machine's folder, localtime too.
+    listing = resources.files("tzdata").joinpath("zones").read_text("utf-8")
+    return frozenset(listing.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime as dt
 import functools
@@ -250,16 +251,46 @@ def _parse(
     return post, data["scheduledFor"] if local else None
 
 
+# A date and a time, with or without a UTC offset: the form that the schema
+# lets through. Whether that day, time and offset exist is checked here, so
+# that the message can name the part that is wrong.
+_SCHEDULE_FORM = re.compile(
+    r"(?P<date>(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2}))"
+    r"(?P<separator>[Tt ])(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})"
+    r"(?::(?P<second>[0-9]{2})(?P<fraction>\.[0-9]+)?)?"
+    r"(?P<offset>[Zz]|[+-](?P<offset_hour>[0-9]{2}):(?P<offset_minute>[0-9]{2}))?"
+)
+_WRITE_IT_LIKE = "write it like 2030-01-20T10:00:00+01:00"
+# In English whatever the machine's locale, like every other message.
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
 def parse_schedule(value: str, config: Config) -> str:
     """`scheduledFor` as a UTC time, reading a local time in the configured zone."""
-    try:
-        # RFC 3339 allows a lower-case T and Z; Python's parser does not.
-        moment = dt.datetime.fromisoformat(value.upper())
-    except ValueError:
+    form = _SCHEDULE_FORM.fullmatch(value)
+    if form is None:
         raise ValueError(
-            f"scheduledFor {value!r} is not a valid time; write it like "
-            "2030-01-20T10:00:00+01:00"
-        ) from None
+            f"scheduledFor {value!r} is not a valid time; {_WRITE_IT_LIKE}"
+        )
+    problem = _schedule_problem(form)
+    if problem is not None:
+        raise ValueError(f"scheduledFor {value} {problem}")
+
+    # RFC 3339 allows a lower-case T and Z; Python's parser does not.
+    moment = dt.datetime.fromisoformat(value.upper())
     if moment.tzinfo is not None:
         return to_utc(moment.isoformat())
 
@@ -287,6 +318,59 @@ def parse_schedule(value: str, config: Config) -> str:
             f"scheduledFor {value} {what} in {config.timezone} ({why}); write {choices}"
         )
     return _stamp(early.astimezone(dt.UTC))
+
+
+def _schedule_problem(form: re.Match[str]) -> str | None:
+    """What keeps a time of the right form from being a real one, or None."""
+    year, month, day = int(form["year"]), int(form["month"]), int(form["day"])
+    if year == 0:
+        return f"names year 0000; years start at 0001; {_WRITE_IT_LIKE}"
+    if not 1 <= month <= 12:
+        return (
+            f"names month {form['month']}; months run from 01 to 12; {_WRITE_IT_LIKE}"
+        )
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        return (
+            f"names day {form['day']} of {_MONTHS[month - 1]} {year}, which has "
+            f"{days} days; {_WRITE_IT_LIKE}"
+        )
+    for part, last in (("hour", 23), ("minute", 59), ("second", 59)):
+        if form[part] is not None and int(form[part]) > last:
+            return (
+                f"names {part} {form[part]}; {part}s run from 00 to {last}; "
+                f"{_WRITE_IT_LIKE}"
+            )
+    if form["offset_hour"] is not None and (
+        int(form["offset_hour"]) > 23 or int(form["offset_minute"]) > 59
+    ):
+        return (
+            f"has the UTC offset {form['offset']}; offsets run from -23:59 to "
+            f"+23:59; {_WRITE_IT_LIKE}"
+        )
+
+    # A time with an offset must be an RFC 3339 date-time, as other tools that
+    # read the files expect; Python's parser alone would also take a space
+    # for the T, or no seconds.
+    if form["offset"] is None:
+        return None
+    wrong, needed = [], []
+    if form["separator"] == " ":
+        wrong.append("a space between the date and the time")
+        needed.append("a T between them")
+    if form["second"] is None:
+        wrong.append("no seconds")
+        needed.append("seconds")
+    if not wrong:
+        return None
+    written = (
+        f"{form['date']}T{form['hour']}:{form['minute']}:{form['second'] or '00'}"
+        f"{form['fraction'] or ''}{form['offset']}"
+    )
+    return (
+        f"has {' and '.join(wrong)}; a time with a UTC offset needs "
+        f"{' and '.join(needed)}: write {written}"
+    )
 
 
 def _has_offset(value: str) -> bool:

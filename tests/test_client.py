@@ -263,3 +263,41 @@ def test_a_listing_whose_cursor_comes_back_stops_instead_of_looping() -> None:
 
     with pytest.raises(ApiError, match="the listing returned a nextToken twice"):
         run(scenario())
+
+
+def test_a_listing_sends_each_cursor_back_exactly_as_the_service_gave_it() -> None:
+    # The documentation calls nextToken a cursor and says nothing of its
+    # form: the client must never read or build one, only return it.
+    tokens = ["eyJwayI6IlVTRVIjLCJzayI6IlBPU1QifQ==", "not base64 | +/=&?", None]
+    sent = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(dict(request.url.params))
+        token = tokens[len(sent) - 1]
+        page = {
+            "messages": [{"id": f"POST|a|{len(sent)}"}],
+            "pagination": {"limit": 100, "nextToken": token, "hasMore": bool(token)},
+        }
+        return httpx.Response(200, json=page)
+
+    client = NexusClient(
+        "https://nexus.example",
+        StaticToken("a.b.c"),
+        transport=httpx.MockTransport(answer),
+    )
+
+    async def scenario() -> list:
+        async with client:
+            return await client.list_messages()
+
+    listed = run(scenario())
+    assert [message["id"] for message in listed] == [
+        "POST|a|1",
+        "POST|a|2",
+        "POST|a|3",
+    ]
+    assert sent == [
+        {"limit": "100"},
+        {"limit": "100", "nextToken": "eyJwayI6IlVTRVIjLCJzayI6IlBPU1QifQ=="},
+        {"limit": "100", "nextToken": "not base64 | +/=&?"},
+    ]

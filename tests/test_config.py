@@ -154,6 +154,42 @@ def test_wrong_settings_are_named_with_their_lines(
     assert problems(tmp_path, text) == messages
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        # Files of the machine's zoneinfo folder that zoneinfo opens too: the
+        # machine's own zone, and variants of real zones.
+        "localtime",
+        "posixrules",
+        "right/UTC",
+        "posix/Europe/Berlin",
+        "/etc/localtime",
+        "../zoneinfo/UTC",
+        "Europe",
+        "zone.tab",
+        "europe/berlin",
+    ],
+)
+def test_timezone_must_be_an_iana_name_not_a_file_of_the_machine(
+    tmp_path: Path, name: str
+) -> None:
+    assert problems(tmp_path, f"timezone: {name}\n") == [
+        f"nexus-sync.yaml:1: timezone: {name!r} is not an IANA time zone name "
+        "such as Europe/Berlin"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["UTC", "Etc/UTC", "US/Eastern", "America/Argentina/Buenos_Aires"]
+)
+def test_iana_names_and_their_aliases_are_time_zones(tmp_path: Path, name: str) -> None:
+    (tmp_path / "nexus-sync.yaml").write_text(f"timezone: {name}\n")
+
+    config = load_config(tmp_path, environ={})
+
+    assert (config.timezone, str(config.zone)) == (name, name)
+
+
 def test_wrong_flags_are_refused_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(tmp_path, environ={}, overrides={"parallelism": 0})

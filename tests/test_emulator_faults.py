@@ -156,3 +156,57 @@ def test_a_wrong_knob_is_422_and_changes_nothing(
     assert answer.status_code == 422
     assert answer.json() == {"error": "Validation Error", "details": details}
     assert api.http.get("/_emulator/knobs").json() == before
+
+
+def test_reset_returns_to_the_knobs_the_server_was_started_with(
+    tmp_path: Path,
+) -> None:
+    flags = ["--throttle-every", "2", "--retry-after", "3", "--seed", "7"]
+    server = EmulatorServer(tmp_path / "state", flags)
+    try:
+        started = server.http.get("/_emulator/knobs").json()
+        server.knobs(throttle_every=0, retry_after=1, latency_ms=5, seed=None)
+        reset = server.http.post("/_emulator/reset")
+        with server.client() as client:
+            answers = [client.get("/messages") for _ in range(4)]
+    finally:
+        server.stop()
+
+    assert started == {
+        "latency_ms": 0.0,
+        "error_rate": 0.0,
+        "error_statuses": [500, 502, 503],
+        "error_endpoints": [],
+        "rate_429": 0.0,
+        "throttle_every": 2,
+        "retry_after": 3.0,
+        "throttle_endpoints": [],
+        "drop_rate": 0.0,
+        "drop_endpoints": [],
+        "publish_failure_rate": 0.0,
+        "publish_delay_seconds": 0.0,
+        "seed": 7,
+    }
+    assert reset.json() == started
+    assert [answer.status_code for answer in answers] == [200, 429, 200, 429]
+    assert answers[1].headers["retry-after"] == "3"
+
+
+def test_reset_in_process_returns_to_the_knobs_given_to_the_emulator(
+    tmp_path: Path,
+) -> None:
+    emulator = Emulator(tmp_path, knobs=Knobs(drop_rate=0.5, seed=3))
+    emulator.apply_knobs({"drop_rate": 0.0, "latency_ms": 10})
+
+    async def reset() -> dict:
+        transport = httpx.ASGITransport(app=create_app(emulator))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://emulator"
+        ) as client:
+            return (await client.post("/_emulator/reset")).json()
+
+    try:
+        knobs = asyncio.run(reset())
+    finally:
+        emulator.store.close()
+    assert (knobs["drop_rate"], knobs["latency_ms"], knobs["seed"]) == (0.5, 0.0, 3)

@@ -337,6 +337,34 @@ def test_deleted_file_cancels_its_message_and_published_ones_are_forgotten(
     assert_plan_empty(account)
 
 
+def test_deleted_file_of_a_failed_message_forgets_it_and_leaves_the_message(
+    account: Account,
+) -> None:
+    account.emulator.knobs(publish_failure_rate=1.0)
+    account.write("f.md", "platforms: [bluesky]\npublish: now\n", "Fails")
+    applied(account)
+    account.emulator.knobs(publish_failure_rate=0.0)
+    message_id = account.block("f.md")["id"]
+    assert account.block("f.md")["status"] == "FAILED"
+    assert account.inventory() == {message_id: "posts/f.md"}
+    (account.repo / "posts" / "f.md").unlink()
+    account.sent()
+
+    plan = account.run("plan")
+    assert f"= forget    posts/f.md  ({message_id})" in plan.stdout
+    assert (
+        "Plan: 0 to create, 0 to update, 0 to delete, 1 to forget, 0 unchanged, "
+        "0 unmanaged"
+    ) in plan.stdout
+
+    applied(account)
+    assert account.sent() == {}
+    message = account.messages()[message_id]
+    assert (message["status"], message["content"]) == ("FAILED", "Fails")
+    assert account.inventory() == {}
+    assert_plan_empty(account)
+
+
 def test_unmanaged_messages_are_counted_listed_and_left_alone(
     account: Account,
 ) -> None:

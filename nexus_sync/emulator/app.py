@@ -63,6 +63,9 @@ class Emulator:
         self.frozen_at: dt.datetime | None = None
         self.traffic = Traffic()
         self.apply_knobs(self.knobs.as_json())
+        # What a reset returns to: the knobs it was started with (the flags
+        # of `emulator serve`), not the defaults.
+        self.start_knobs = self.knobs.as_json()
 
     @property
     def counts(self) -> Counter[str]:
@@ -96,6 +99,14 @@ class Emulator:
             self.store.random.seed(checked["seed"])
         self.store.publish_failure_rate = self.knobs.publish_failure_rate
         self.store.publish_delay_seconds = self.knobs.publish_delay_seconds
+
+    def reset(self) -> None:
+        """Knobs, clock and traffic as at start; the messages stay."""
+        self.apply_knobs(self.start_knobs)
+        self.clock_offset = 0.0
+        self.frozen_at = None
+        self.traffic.clear()
+        self.store.publishes = 0
 
     def set_clock(self, moment: dt.datetime, frozen: bool = False) -> None:
         self.clock_offset = (moment - dt.datetime.now(dt.UTC)).total_seconds()
@@ -233,12 +244,7 @@ def create_app(emulator: Emulator) -> Callable:
         return JSONResponse({"token": emulator.mint(user, float(ttl))})
 
     async def admin_reset(request: Request) -> Response:
-        # Knobs, clock and traffic as at start; the messages stay.
-        emulator.apply_knobs(Knobs().as_json())
-        emulator.clock_offset = 0.0
-        emulator.frozen_at = None
-        emulator.traffic.clear()
-        emulator.store.publishes = 0
+        emulator.reset()
         return JSONResponse(emulator.knobs.as_json())
 
     routes = [
