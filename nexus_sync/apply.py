@@ -131,10 +131,10 @@ class Applier:
                 log.debug("unexpected failure", exc_info=True)
                 text = redact(f"{type(error).__name__}: {error}")
             result.failed.append((change, text))
-            log.error("%s %s failed: %s", change.action, change.path, text)
+            log.error("%s %s failed: %s", change.action, change.where, text)
         else:
             result.done.append((change, summary))
-            log.info("%s: %s", change.path, summary)
+            log.info("%s: %s", change.where, summary)
         self.on_progress(change)
 
     async def _apply_one(self, change: Change) -> str:

@@ -287,11 +287,11 @@ def _progress(current: Plan) -> Iterator[Callable[[Any], None]]:
 
 def _print_result(result: Result) -> None:
     for change, what in sorted(result.done, key=_by_path):
-        click.echo(f"{change.path}: {what}")
+        click.echo(f"{change.where}: {what}")
     for change, error in result.failed:
-        click.echo(redact(f"{change.path}: FAILED: {error}"), err=True)
+        click.echo(redact(f"{change.where}: FAILED: {error}"), err=True)
     for change in result.not_started:
-        click.echo(f"{change.path}: not started ({change.action})", err=True)
+        click.echo(f"{change.where}: not started ({change.action})", err=True)
     click.echo(
         f"Apply: {len(result.done)} done, {len(result.failed)} failed, "
         f"{len(result.not_started)} not started."
@@ -299,7 +299,7 @@ def _print_result(result: Result) -> None:
 
 
 def _by_path(item: tuple[Any, str]) -> str:
-    return item[0].path or ""
+    return item[0].where
 
 
 @main.command()

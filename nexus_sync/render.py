@@ -59,8 +59,7 @@ def summary(plan: Plan) -> str:
 
 
 def _title(change: Change, width: int = 0) -> str:
-    where = change.path if change.path else "(unmanaged)"
-    title = f"{change.action:<{width}} {where}"
+    title = f"{change.action:<{width}} {change.where}"
     if change.message_id:
         title += f"  ({change.message_id})"
     if change.publish and change.action != plans.PUBLISH:

@@ -354,9 +354,14 @@ def test_unmanaged_messages_are_counted_listed_and_left_alone(
     assert account.messages()[other["id"]] == other
     assert other["id"] not in account.inventory()
 
-    pruned = account.run("apply", "--prune-unmanaged")
+    pruned = account.run("-v", "apply", "--prune-unmanaged")
     assert pruned.code == 0, pruned.output
     assert f"- delete    (unmanaged)  ({other['id']})" in pruned.stdout
+    assert f"\n(unmanaged): deleted {other['id']}\n" in pruned.stdout
+    assert f"INFO nexus_sync.apply: (unmanaged): deleted {other['id']}\n" in (
+        pruned.stderr
+    )
+    assert "None" not in pruned.output
     assert other["id"] not in account.messages()
     assert_plan_empty(account)
 
