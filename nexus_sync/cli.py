@@ -21,7 +21,13 @@ from . import plan as plans
 from .apply import Result, apply_plan
 from .auth import RedactingFormatter, redact
 from .config import Config, load_config
-from .errors import FileProblem, InvalidConfig, InvalidPosts, NexusSyncError
+from .errors import (
+    ConfigError,
+    FileProblem,
+    InvalidConfig,
+    InvalidPosts,
+    NexusSyncError,
+)
 from .importer import import_messages
 from .plan import Message, Plan, check_apply
 from .posts import load_posts
@@ -237,6 +243,7 @@ def apply(
     parallelism: int | None,
 ) -> None:
     """Plan, then make the account match the post files."""
+    _check_expected(expect_checksum)
     config = _config(ctx, api_url=api_url, parallelism=parallelism)
     if plan_file:
         expect_checksum, saved_prune = _saved_plan(plan_file)
@@ -262,11 +269,25 @@ def apply(
         sys.exit(1)
 
 
+def _check_expected(expect_checksum: str | None) -> None:
+    # An unset variable in CI gives an empty checksum; it is no plan at all,
+    # and saying "the plan changed" would send the user looking for a change.
+    if expect_checksum is not None and not expect_checksum.strip():
+        raise ConfigError(
+            f"--expect-checksum is empty ({expect_checksum!r}); pass the checksum "
+            "that `nexus-sync plan` printed on its `Checksum:` line (in CI, check "
+            "that the variable holding it is set)"
+        )
+
+
 def _saved_plan(plan_file: Path) -> tuple[str, bool]:
     """The checksum and the options of a plan saved by `plan --out`."""
     try:
         saved = json.loads(plan_file.read_text("utf-8"))
-        return saved["checksum"], bool(saved["options"]["prune_unmanaged"])
+        checksum = saved["checksum"]
+        if not isinstance(checksum, str) or not checksum.strip():
+            raise ValueError("no checksum")
+        return checksum, bool(saved["options"]["prune_unmanaged"])
     except (ValueError, KeyError, TypeError):
         raise NexusSyncError(
             f"{plan_file}: not a plan saved by `nexus-sync plan --out`"

@@ -39,10 +39,25 @@ def test_an_empty_expected_checksum_is_refused(tmp_path: Path) -> None:
     repo = repo_with_posts(tmp_path, count=1)
     (repo / "posts" / "new.md").write_text(POST.format(n="new"))
 
-    result = run_command(["apply", "--local", "--expect-checksum", ""], repo)
+    for empty in ("", "  "):
+        result = run_command(["apply", "--local", "--expect-checksum", empty], repo)
 
+        assert result.code == 1
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"Error: --expect-checksum is empty ({empty!r}); pass the checksum "
+            "that `nexus-sync plan` printed on its `Checksum:` line (in CI, check "
+            "that the variable holding it is set)\n"
+        )
+        assert "nexus:" not in (repo / "posts" / "new.md").read_text()
+
+    saved = repo / "plan.json"
+    saved.write_text('{"checksum": "", "options": {"prune_unmanaged": false}}')
+    result = run_command(["apply", "--local", saved.name], repo)
     assert result.code == 1
-    assert "the plan changed since it was reviewed" in result.stderr
+    assert result.stderr == (
+        "Error: plan.json: not a plan saved by `nexus-sync plan --out`\n"
+    )
     assert "nexus:" not in (repo / "posts" / "new.md").read_text()
 
 
@@ -56,8 +71,7 @@ def test_draft_and_publish_now_together_are_an_error(tmp_path: Path) -> None:
 
     assert result.code == 1
     assert result.stderr.splitlines()[0] == (
-        "posts/p.md:4: publish: now and draft: true contradict each other; "
-        "remove one"
+        "posts/p.md:4: publish: now and draft: true contradict each other; remove one"
     )
 
 
@@ -72,8 +86,7 @@ def test_a_link_to_a_post_is_refused_instead_of_posting_it_twice(
 
     assert result.code == 1
     assert (
-        "posts/link.md:1: symbolic link to posts/a.md; a post must be a file of "
-        "its own"
+        "posts/link.md:1: symbolic link to posts/a.md; a post must be a file of its own"
     ) in result.stderr
     assert (repo / "posts" / "link.md").is_symlink()
 
