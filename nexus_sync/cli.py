@@ -53,15 +53,19 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
-def _errors_as_exit(function: Callable) -> Callable:
-    """Turn the errors people cause into a message and exit status 1."""
+def _errors_as_exit(function: Callable, sends: bool = True) -> Callable:
+    """Turn the errors people cause into a message and exit status 1.
+
+    `sends` says whether the command would send anything to the service, so
+    that the list of problems can say that nothing was.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except (InvalidPosts, InvalidConfig) as invalid:
-            _report_problems(invalid.problems)
+            _report_problems(invalid.problems, sends)
             sys.exit(1)
         except NexusSyncError as error:
             click.echo(redact(f"Error: {error}"), err=True)
@@ -84,7 +88,7 @@ def _errors_as_exit(function: Callable) -> Callable:
     return wrapper
 
 
-def _report_problems(problems: list[FileProblem]) -> None:
+def _report_problems(problems: list[FileProblem], sends: bool) -> None:
     """Each problem as `path:line: message`, and as an annotation in Actions."""
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
     for problem in problems:
@@ -94,7 +98,8 @@ def _report_problems(problems: list[FileProblem]) -> None:
                 f"::error file={_escape_property(problem.path)},"
                 f"line={problem.line}::{_escape_data(problem.message)}"
             )
-    click.echo(f"{len(problems)} problem(s) found; nothing was sent.", err=True)
+    found = f"{len(problems)} problem(s) found"
+    click.echo(f"{found}; nothing was sent." if sends else f"{found}.", err=True)
 
 
 def _escape_data(text: str) -> str:
@@ -388,7 +393,7 @@ def import_(ctx: click.Context, local: bool, api_url: str | None) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
-@_errors_as_exit
+@functools.partial(_errors_as_exit, sends=False)
 def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Check post files offline: schema, lengths and times.
 
