@@ -15,7 +15,7 @@ from . import plan as plans
 from .auth import redact
 from .client import NexusClient
 from .config import Config
-from .errors import ApiError, NexusSyncError, OutcomeUnknown
+from .errors import ApiError, NexusSyncError, OutcomeUnknown, PublishFailed
 from .inventory import save_inventory
 from .plan import Change, Message, Plan, desired_block, patch_body, request_body
 from .posts import Post
@@ -131,10 +131,10 @@ class Applier:
                 log.debug("unexpected failure", exc_info=True)
                 text = redact(f"{type(error).__name__}: {error}")
             result.failed.append((change, text))
-            log.error("%s %s failed: %s", change.action, change.path, text)
+            log.error("%s %s failed: %s", change.action, change.where, text)
         else:
             result.done.append((change, summary))
-            log.info("%s: %s", change.path, summary)
+            log.info("%s: %s", change.where, summary)
         self.on_progress(change)
 
     async def _apply_one(self, change: Change) -> str:
@@ -183,8 +183,9 @@ class Applier:
             data = await self.client.publish_message(
                 message_id, idempotency_key("publish", post, message_id)
             )
-            await self._write(post, Message.from_api(data))
-            verb = f"{verb}, published" if verb else f"published {message_id}"
+            published = Message.from_api(data)
+            await self._write(post, published)
+            verb = _published(verb, published)
         return verb
 
     async def _create(self, change: Change) -> tuple[Message, bool]:
@@ -322,6 +323,25 @@ class Applier:
             version, snapshot = self._version, dict(self.inventory)
             await asyncio.to_thread(save_inventory, self.config.root, snapshot)
             self._saved = version
+
+
+def _published(verb: str, message: Message) -> str:
+    """What a publish did, after what came before it (`verb`, maybe empty).
+
+    A publish that ended FAILED is raised: the message exists, but it did not
+    go out, and only the user can say what to send instead.
+    """
+    if message.status == "FAILED":
+        done = f"{verb}, but its publish" if verb else f"the publish of {message.id}"
+        raise PublishFailed(
+            f"{done} FAILED: {message.error or 'no reason given'}; fix the post, "
+            "then give it a new scheduledFor or `publish: now` to send it again"
+        )
+    if message.status == "DIRECT":
+        if verb:
+            return f"{verb}, publish started (DIRECT)"
+        return f"publish of {message.id} started (DIRECT)"
+    return f"{verb}, published" if verb else f"published {message.id}"
 
 
 class _Listings:

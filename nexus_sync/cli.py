@@ -21,7 +21,13 @@ from . import plan as plans
 from .apply import Result, apply_plan
 from .auth import RedactingFormatter, redact
 from .config import Config, load_config
-from .errors import FileProblem, InvalidConfig, InvalidPosts, NexusSyncError
+from .errors import (
+    ConfigError,
+    FileProblem,
+    InvalidConfig,
+    InvalidPosts,
+    NexusSyncError,
+)
 from .importer import import_messages
 from .plan import Message, Plan, check_apply
 from .posts import load_posts
@@ -47,15 +53,19 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
-def _errors_as_exit(function: Callable) -> Callable:
-    """Turn the errors people cause into a message and exit status 1."""
+def _errors_as_exit(function: Callable, sends: bool = True) -> Callable:
+    """Turn the errors people cause into a message and exit status 1.
+
+    `sends` says whether the command would send anything to the service, so
+    that the list of problems can say that nothing was.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except (InvalidPosts, InvalidConfig) as invalid:
-            _report_problems(invalid.problems)
+            _report_problems(invalid.problems, sends)
             sys.exit(1)
         except NexusSyncError as error:
             click.echo(redact(f"Error: {error}"), err=True)
@@ -78,7 +88,7 @@ def _errors_as_exit(function: Callable) -> Callable:
     return wrapper
 
 
-def _report_problems(problems: list[FileProblem]) -> None:
+def _report_problems(problems: list[FileProblem], sends: bool) -> None:
     """Each problem as `path:line: message`, and as an annotation in Actions."""
     in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
     for problem in problems:
@@ -88,7 +98,8 @@ def _report_problems(problems: list[FileProblem]) -> None:
                 f"::error file={_escape_property(problem.path)},"
                 f"line={problem.line}::{_escape_data(problem.message)}"
             )
-    click.echo(f"{len(problems)} problem(s) found; nothing was sent.", err=True)
+    found = f"{len(problems)} problem(s) found"
+    click.echo(f"{found}; nothing was sent." if sends else f"{found}.", err=True)
 
 
 def _escape_data(text: str) -> str:
@@ -237,6 +248,7 @@ def apply(
     parallelism: int | None,
 ) -> None:
     """Plan, then make the account match the post files."""
+    _check_expected(expect_checksum)
     config = _config(ctx, api_url=api_url, parallelism=parallelism)
     if plan_file:
         expect_checksum, saved_prune = _saved_plan(plan_file)
@@ -262,11 +274,25 @@ def apply(
         sys.exit(1)
 
 
+def _check_expected(expect_checksum: str | None) -> None:
+    # An unset variable in CI gives an empty checksum; it is no plan at all,
+    # and saying "the plan changed" would send the user looking for a change.
+    if expect_checksum is not None and not expect_checksum.strip():
+        raise ConfigError(
+            f"--expect-checksum is empty ({expect_checksum!r}); pass the checksum "
+            "that `nexus-sync plan` printed on its `Checksum:` line (in CI, check "
+            "that the variable holding it is set)"
+        )
+
+
 def _saved_plan(plan_file: Path) -> tuple[str, bool]:
     """The checksum and the options of a plan saved by `plan --out`."""
     try:
         saved = json.loads(plan_file.read_text("utf-8"))
-        return saved["checksum"], bool(saved["options"]["prune_unmanaged"])
+        checksum = saved["checksum"]
+        if not isinstance(checksum, str) or not checksum.strip():
+            raise ValueError("no checksum")
+        return checksum, bool(saved["options"]["prune_unmanaged"])
     except (ValueError, KeyError, TypeError):
         raise NexusSyncError(
             f"{plan_file}: not a plan saved by `nexus-sync plan --out`"
@@ -287,11 +313,11 @@ def _progress(current: Plan) -> Iterator[Callable[[Any], None]]:
 
 def _print_result(result: Result) -> None:
     for change, what in sorted(result.done, key=_by_path):
-        click.echo(f"{change.path}: {what}")
+        click.echo(f"{change.where}: {what}")
     for change, error in result.failed:
-        click.echo(redact(f"{change.path}: FAILED: {error}"), err=True)
+        click.echo(redact(f"{change.where}: FAILED: {error}"), err=True)
     for change in result.not_started:
-        click.echo(f"{change.path}: not started ({change.action})", err=True)
+        click.echo(f"{change.where}: not started ({change.action})", err=True)
     click.echo(
         f"Apply: {len(result.done)} done, {len(result.failed)} failed, "
         f"{len(result.not_started)} not started."
@@ -299,7 +325,7 @@ def _print_result(result: Result) -> None:
 
 
 def _by_path(item: tuple[Any, str]) -> str:
-    return item[0].path or ""
+    return item[0].where
 
 
 @main.command()
@@ -367,7 +393,7 @@ def import_(ctx: click.Context, local: bool, api_url: str | None) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
-@_errors_as_exit
+@functools.partial(_errors_as_exit, sends=False)
 def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Check post files offline: schema, lengths and times.
 

@@ -215,7 +215,13 @@ class NexusClient:
                 again = repeatable or isinstance(error, NEVER_SENT)
                 if again:
                     # Said at once: a service that is not there looks like a hang.
-                    log.warning("%s: %s, retrying", what, _describe(error))
+                    # Once is enough; the final error says how many attempts.
+                    log.log(
+                        logging.WARNING if attempt_number == 1 else logging.INFO,
+                        "%s: %s, retrying",
+                        what,
+                        _describe(error),
+                    )
                 return again
             return False
 

@@ -71,6 +71,10 @@ class OutcomeUnknown(NexusSyncError):
     """
 
 
+class PublishFailed(NexusSyncError):
+    """The service took a publish and could not post the message (FAILED)."""
+
+
 class UnsafePlan(NexusSyncError):
     """The plan is not safe to apply as it is."""
 

@@ -33,6 +33,9 @@ WRITEBACK = "writeback"
 # Actions that send a request to the service; the others only edit local files.
 REMOTE_ACTIONS = (CREATE, UPDATE, PUBLISH, DELETE)
 
+# How a change names a message that no post file manages.
+UNMANAGED = "(unmanaged)"
+
 EDITABLE = ("DRAFT", "SCHEDULED", "FAILED")
 ADOPTABLE_ANY_AGE = ("DRAFT", "SCHEDULED")
 # Statuses a DELETE may remove; a published post stays where it went out.
@@ -96,6 +99,12 @@ class Change:
     @property
     def is_remote(self) -> bool:
         return self.action in REMOTE_ACTIONS
+
+    @property
+    def where(self) -> str:
+        """The file the change is for, as plans and apply name it; a message
+        that no file manages (pruned) is `(unmanaged)`."""
+        return self.path or UNMANAGED
 
     def identity(self) -> dict[str, Any]:
         """What the checksum covers: the decision and what it was made from."""

@@ -14,6 +14,11 @@ from .plan import Change, FieldChange, Plan, request_body
 
 # GitHub refuses comments over 65,536 characters; stay clear of it.
 MARKDOWN_LIMIT = 65_000
+# The last words of a Markdown plan that was cut to fit the limit.
+MARKDOWN_CUT = (
+    "\n\n_The plan is longer than a comment can hold; the full plan is in "
+    "the job summary and in the JSON plan of this run (`--format json`)._\n"
+)
 FORMAT_VERSION = 1
 UNMANAGED_SHOWN = 20
 
@@ -54,8 +59,7 @@ def summary(plan: Plan) -> str:
 
 
 def _title(change: Change, width: int = 0) -> str:
-    where = change.path if change.path else "(unmanaged)"
-    title = f"{change.action:<{width}} {where}"
+    title = f"{change.action:<{width}} {change.where}"
     if change.message_id:
         title += f"  ({change.message_id})"
     if change.publish and change.action != plans.PUBLISH:
@@ -95,15 +99,16 @@ def as_text(plan: Plan, color: bool = False) -> str:
                 "(`--format json` lists all)"
             )
     if not plan.has_changes:
-        lines.append(_no_changes(plan))
+        lines.append(_no_changes(plan, where="above"))
     lines.append(summary(plan))
     lines.append(f"Checksum: {plan.checksum}")
     return "\n".join(lines) + "\n"
 
 
-def _no_changes(plan: Plan) -> str:
+def _no_changes(plan: Plan, where: str) -> str:
+    """The line a plan without changes prints, `where` its warnings are."""
     if plan.warnings:
-        return "No changes. Nothing is sent; read the warnings above."
+        return f"No changes. Nothing is sent; read the warnings {where}."
     return "No changes. The account matches the post files."
 
 
@@ -211,7 +216,11 @@ def _change_data(change: Change) -> dict[str, Any]:
 
 
 def as_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
-    """The plan for a pull-request comment: summary first, details folded."""
+    """The plan for a pull-request comment: summary first, details folded.
+
+    Never longer than `limit` characters: the warnings and changes that do
+    not fit are counted instead, with a pointer to the full plan.
+    """
     head = [
         "### nexus-sync plan",
         "",
@@ -221,36 +230,80 @@ def as_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         "",
     ]
     if not plan.has_changes:
-        head.append(_no_changes(plan))
-    for warning in plan.warnings:
-        head.append(f"> :warning: {_escape(warning)}")
+        head.append(_no_changes(plan, where="below"))
+    tail = []
     if plan.unmanaged:
-        head.append(
+        tail.append(
             f"{len(plan.unmanaged)} message(s) in the account are not managed by "
             "these files and are left alone."
         )
+    warnings = [f"> :warning: {_escape(warning)}" for warning in plan.warnings]
+    items = [_markdown_item(change) for change in plan.changes]
 
-    items = []
-    for change in plan.changes:
-        symbol, _ = _SYMBOLS[change.action]
-        title = _escape(f"{symbol} {_title(change)}")
-        body = _markdown_details(change)
-        if body:
-            items.append(f"<details><summary>{title}</summary>\n\n{body}\n\n</details>")
-        else:
-            items.append(f"- {title}")
+    base = len("\n".join(head + tail)) + 2
+    needed = _size(warnings) + _size(items)
+    if base + needed <= limit:
+        return "\n".join(head + warnings + tail) + "\n\n" + _lines(items)
 
-    text = "\n".join(head) + "\n\n"
-    cut = (
-        "\n\n_The plan is longer than a comment can hold; the full plan is in "
-        "the job summary and in the JSON plan of this run (`--format json`)._\n"
+    # Neither list may crowd the other out: the warnings get half the room,
+    # or more when the changes need less, and the changes get the rest.
+    room = limit - base - _cut_size(len(warnings), len(items))
+    shown_warnings = _fit(warnings, max(room // 2, room - _size(items)))
+    shown_items = _fit(items, room - _size(warnings[:shown_warnings]))
+
+    left_warnings = len(warnings) - shown_warnings
+    if left_warnings:
+        warnings = warnings[:shown_warnings] + [_warnings_cut(left_warnings)]
+    text = "\n".join(head + warnings + tail) + "\n\n" + _lines(items[:shown_items])
+    left_items = len(items) - shown_items
+    if left_items:
+        text += _changes_cut(left_items)
+    return text.rstrip("\n") + MARKDOWN_CUT
+
+
+def _markdown_item(change: Change) -> str:
+    symbol, _ = _SYMBOLS[change.action]
+    title = _escape(f"{symbol} {_title(change)}")
+    body = _markdown_details(change)
+    if body:
+        return f"<details><summary>{title}</summary>\n\n{body}\n\n</details>"
+    return f"- {title}"
+
+
+def _warnings_cut(left: int) -> str:
+    return f"> _...and {left} more warning(s) not shown here._"
+
+
+def _changes_cut(left: int) -> str:
+    return f"\n_...and {left} more change(s) not shown here._"
+
+
+def _cut_size(warnings: int, changes: int) -> int:
+    """The most the notes of a cut can add, whatever is left out."""
+    return (
+        len(_warnings_cut(warnings))
+        + 1
+        + len(_changes_cut(changes))
+        + len(MARKDOWN_CUT)
     )
-    for index, item in enumerate(items):
-        if len(text) + len(item) + 1 + len(cut) + 40 > limit:
-            left = len(items) - index
-            return text + f"\n_...and {left} more change(s) not shown here._" + cut
-        text += item + "\n"
-    return text
+
+
+def _size(lines: list[str]) -> int:
+    return sum(len(line) + 1 for line in lines)
+
+
+def _fit(lines: list[str], room: int) -> int:
+    """How many of the first `lines` fit in `room` characters."""
+    used = 0
+    for count, line in enumerate(lines):
+        used += len(line) + 1
+        if used > room:
+            return count
+    return len(lines)
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
 
 
 def _markdown_details(change: Change) -> str:

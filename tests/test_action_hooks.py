@@ -53,7 +53,7 @@ def test_the_hook_checks_only_changed_post_files_and_names_the_bad_line(
             "posts/bad.md:2: platforms.0: 'myspace' is not one of ['x', 'linkedin', "
             "'bluesky']"
         ),
-        "1 problem(s) found; nothing was sent.",
+        "1 problem(s) found.",
     ]
 
 

@@ -351,6 +351,50 @@ def test_after_a_429_no_worker_sends_until_retry_after_has_passed(
     assert early == []
 
 
+def test_a_publish_that_ends_failed_stops_the_run_and_a_rerun_finishes_it(
+    empty_repo: Path, emulator: EmulatorServer
+) -> None:
+    write_posts(
+        empty_repo,
+        {
+            name: f"---\nplatforms: [x]\npublish: now\n---\nPost {name[0]}\n"
+            for name in ("a.md", "b.md", "c.md")
+        },
+    )
+    emulator.knobs(publish_failure_rate=1.0)
+    env = emulator.env("alice")
+
+    applied = run_command(["apply", "--parallelism", "1"], empty_repo, env)
+
+    assert applied.code == 1, applied.output
+    failed_id = file_id(empty_repo, "a.md")
+    failure = (
+        f"posts/a.md: FAILED: created {failed_id}, but its publish FAILED: x: the "
+        "platform rejected the post (emulated failure); fix the post, then give "
+        "it a new scheduledFor or `publish: now` to send it again"
+    )
+    assert applied.stderr.splitlines()[-3:] == [
+        failure,
+        "posts/b.md: not started (create)",
+        "posts/c.md: not started (create)",
+    ]
+    assert applied.stdout.endswith("\nApply: 0 done, 1 failed, 2 not started.\n")
+    assert load_inventory(empty_repo) == {failed_id: "posts/a.md"}
+
+    emulator.knobs(publish_failure_rate=0.0)
+    rerun = run_command(["apply", "--parallelism", "1"], empty_repo, env)
+
+    assert rerun.code == 0, rerun.output
+    b_id, c_id = file_id(empty_repo, "b.md"), file_id(empty_repo, "c.md")
+    assert rerun.stdout.endswith(
+        f"posts/b.md: created {b_id}, published\n"
+        f"posts/c.md: created {c_id}, published\n"
+        "Apply: 2 done, 0 failed, 0 not started.\n"
+    )
+    statuses = {m["id"]: m["status"] for m in emulator.messages("alice")}
+    assert statuses == {failed_id: "FAILED", b_id: "PUBLISHED", c_id: "PUBLISHED"}
+
+
 def test_a_422_on_post_5_of_20_stops_the_run_and_a_rerun_finishes_it(
     empty_repo: Path, emulator: EmulatorServer
 ) -> None:

@@ -6,7 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from conftest import EmulatorServer, git, run_command
+from conftest import EmulatorServer, git, make_repo, run_command
 
 ID = re.compile(r"POST\|local\|\d+")
 
@@ -166,3 +166,34 @@ def test_schema_error_stops_plan_and_apply_before_any_request(
     assert emulator.requests()["counts"] == {}
     assert emulator.messages("alice") == []
     assert "nexus:" not in (repo / "posts" / "draft-hiring.md").read_text()
+
+
+def test_markdown_plan_of_many_warnings_fits_in_a_comment(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    # Long names make long warnings: 250 of them are over 80,000 characters.
+    names = [f"{'published-and-edited-' * 10}{n:03}.md" for n in range(250)]
+    for name in names:
+        (repo / "posts" / name).write_text(
+            f"---\nplatforms: [x]\npublish: now\n---\nPost {name[-6:-3]}\n"
+        )
+    applied = run_command(["apply", "--local"], repo)
+    assert applied.code == 0, applied.output
+    for name in names:
+        path = repo / "posts" / name
+        path.write_text(path.read_text().replace("\nPost ", "\nEdited post "))
+
+    result = run_command(["plan", "--local", "--format", "markdown"], repo)
+
+    assert result.code == 0, result.output
+    markdown = result.stdout
+    assert len(markdown) <= 65_000
+    lines = markdown.splitlines()
+    assert lines[6] == "No changes. Nothing is sent; read the warnings below."
+    assert lines[7].startswith(f"> :warning: posts/{names[0]}: content edited ")
+    shown = markdown.count("> :warning: posts/")
+    assert 0 < shown < 250
+    assert f"> _...and {250 - shown} more warning(s) not shown here._" in lines
+    assert lines[-1] == (
+        "_The plan is longer than a comment can hold; the full plan is in the job "
+        "summary and in the JSON plan of this run (`--format json`)._"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 from pathlib import Path
 
@@ -85,6 +86,29 @@ def test_lost_connections_end_as_service_unreachable(tmp_path: Path) -> None:
     assert str(raised.value) == (
         "no answer from Nexus Share at http://emulator.test for GET /messages "
         "after 2 attempt(s): ConnectError: [Errno 111] Connection refused"
+    )
+
+
+def test_a_service_out_of_reach_is_a_warning_once_and_its_retries_are_info(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, network, _ = scripted_client(tmp_path, wait_jitter=0.0)
+    network.script("GET /messages", *["refuse"] * 10)
+    caplog.set_level(logging.INFO, logger="nexus_sync.client")
+
+    with pytest.raises(ServiceUnreachable) as raised:
+        run(client.list_messages())
+
+    said = [
+        (record.levelname, record.getMessage())
+        for record in caplog.records
+        if record.name == "nexus_sync.client"
+    ]
+    line = "GET /messages: ConnectError: [Errno 111] Connection refused, retrying"
+    assert said == [("WARNING", line)] + [("INFO", line)] * 9
+    assert str(raised.value) == (
+        "no answer from Nexus Share at http://emulator.test for GET /messages "
+        "after 10 attempt(s): ConnectError: [Errno 111] Connection refused"
     )
 
 

@@ -39,10 +39,25 @@ def test_an_empty_expected_checksum_is_refused(tmp_path: Path) -> None:
     repo = repo_with_posts(tmp_path, count=1)
     (repo / "posts" / "new.md").write_text(POST.format(n="new"))
 
-    result = run_command(["apply", "--local", "--expect-checksum", ""], repo)
+    for empty in ("", "  "):
+        result = run_command(["apply", "--local", "--expect-checksum", empty], repo)
 
+        assert result.code == 1
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"Error: --expect-checksum is empty ({empty!r}); pass the checksum "
+            "that `nexus-sync plan` printed on its `Checksum:` line (in CI, check "
+            "that the variable holding it is set)\n"
+        )
+        assert "nexus:" not in (repo / "posts" / "new.md").read_text()
+
+    saved = repo / "plan.json"
+    saved.write_text('{"checksum": "", "options": {"prune_unmanaged": false}}')
+    result = run_command(["apply", "--local", saved.name], repo)
     assert result.code == 1
-    assert "the plan changed since it was reviewed" in result.stderr
+    assert result.stderr == (
+        "Error: plan.json: not a plan saved by `nexus-sync plan --out`\n"
+    )
     assert "nexus:" not in (repo / "posts" / "new.md").read_text()
 
 

@@ -200,11 +200,22 @@ def test_failed_message_shows_its_error_and_an_edit_patches_it(
 ) -> None:
     account.emulator.knobs(publish_failure_rate=1.0)
     path = account.write("f.md", "platforms: [bluesky]\npublish: now\n", "Fails")
-    applied(account)
+    failed = account.run("apply")
     account.emulator.knobs(publish_failure_rate=0.0)
     block = account.block("f.md")
     assert block["status"] == "FAILED"
     assert block["error"] == account.messages()[block["id"]]["error"]
+    assert account.inventory() == {block["id"]: "posts/f.md"}
+
+    # The message was made but did not go out: the user has to act.
+    assert failed.code == 1, failed.output
+    assert failed.stderr.splitlines()[-1] == (
+        f"posts/f.md: FAILED: created {block['id']}, but its publish FAILED: "
+        "bluesky: the platform rejected the post (emulated failure); fix the "
+        "post, then give it a new scheduledFor or `publish: now` to send it again"
+    )
+    assert failed.stdout.endswith("\nApply: 0 done, 1 failed, 0 not started.\n")
+    assert "published" not in failed.output
 
     plan = account.run("plan", "--detailed-exitcode")
     assert plan.code == 0, plan.output
@@ -382,9 +393,14 @@ def test_unmanaged_messages_are_counted_listed_and_left_alone(
     assert account.messages()[other["id"]] == other
     assert other["id"] not in account.inventory()
 
-    pruned = account.run("apply", "--prune-unmanaged")
+    pruned = account.run("-v", "apply", "--prune-unmanaged")
     assert pruned.code == 0, pruned.output
     assert f"- delete    (unmanaged)  ({other['id']})" in pruned.stdout
+    assert f"\n(unmanaged): deleted {other['id']}\n" in pruned.stdout
+    assert f"INFO nexus_sync.apply: (unmanaged): deleted {other['id']}\n" in (
+        pruned.stderr
+    )
+    assert "None" not in pruned.output
     assert other["id"] not in account.messages()
     assert_plan_empty(account)
 
@@ -637,9 +653,12 @@ def test_a_message_being_published_is_left_alone_until_it_is_done(
     account.emulator.knobs(publish_delay_seconds=3600)
     path = account.write("slow.md", "platforms: [x]\npublish: now\n", "Going out")
     gone = account.write("gone.md", "platforms: [x]\npublish: now\n", "Also going")
-    applied(account)
+    first = applied(account)
     slow_id, gone_id = account.block("slow.md")["id"], account.block("gone.md")["id"]
     assert account.messages()[slow_id]["status"] == "DIRECT"
+    assert f"posts/slow.md: created {slow_id}, publish started (DIRECT)\n" in (
+        first.stdout
+    )
     path.write_text(path.read_text().replace("Going out", "Going out, edited"))
     gone.unlink()
     account.sent()

@@ -156,3 +156,82 @@ def test_markdown_escapes_html_in_paths_and_notes() -> None:
 
     assert "<b>" not in markdown.replace("```diff", "").split("```")[0]
     assert "<details><summary>+ create posts/new.md</summary>" in markdown
+
+
+def published_posts_edited(count: int) -> tuple[list[Post], list[Message]]:
+    """Posts whose messages went out and whose files were edited since: each
+    one is a warning, none is a change."""
+    posts = [
+        Post(
+            f"posts/p{n:04}.md",
+            f"Edited post {n}",
+            ("x",),
+            nexus=NexusBlock(f"M{n}", "PUBLISHED"),
+        )
+        for n in range(count)
+    ]
+    remote = [Message(f"M{n}", "PUBLISHED", f"Post {n}", ("x",)) for n in range(count)]
+    return posts, remote
+
+
+def test_markdown_of_1500_warnings_stays_under_the_comment_limit() -> None:
+    posts, remote = published_posts_edited(1500)
+    inventory = {f"M{n}": f"posts/p{n:04}.md" for n in range(1500)}
+    plan = make_plan(posts, inventory, remote, NOW, CONFIG)
+    assert len(plan.warnings) == 1500
+
+    markdown = render.as_markdown(plan)
+
+    assert len(markdown) <= 65_000
+    shown = markdown.count("> :warning: posts/")
+    assert 0 < shown < 1500
+    assert f"_...and {1500 - shown} more warning(s) not shown here._" in markdown
+    assert markdown.endswith(
+        "_The plan is longer than a comment can hold; the full plan is in the job "
+        "summary and in the JSON plan of this run (`--format json`)._\n"
+    )
+
+
+def test_markdown_cuts_warnings_and_changes_and_shows_some_of_each() -> None:
+    posts, remote = published_posts_edited(1500)
+    inventory = {f"M{n}": f"posts/p{n:04}.md" for n in range(1500)}
+    posts += [
+        Post(f"posts/new{n:04}.md", f"New post {n}\n" + "words " * 40, ("x",))
+        for n in range(2000)
+    ]
+    plan = make_plan(posts, inventory, remote, NOW, CONFIG)
+
+    markdown = render.as_markdown(plan)
+
+    assert len(markdown) <= 65_000
+    warnings = markdown.count("> :warning: posts/")
+    changes = markdown.count("<details>")
+    assert 0 < warnings < 1500 and 0 < changes < 2000
+    assert f"_...and {1500 - warnings} more warning(s) not shown here._" in markdown
+    assert f"_...and {2000 - changes} more change(s) not shown here._" in markdown
+    assert markdown.count("The plan is longer than a comment can hold") == 1
+
+
+def test_markdown_without_changes_points_down_to_its_warnings() -> None:
+    posts, remote = published_posts_edited(2)
+    plan = make_plan(
+        posts, {"M0": "posts/p0000.md", "M1": "posts/p0001.md"}, remote, NOW, CONFIG
+    )
+
+    markdown = render.as_markdown(plan)
+
+    assert markdown == (
+        "### nexus-sync plan\n"
+        "\n"
+        "**Plan: 0 to create, 0 to update, 0 to delete, 2 unchanged, 0 unmanaged**\n"
+        "\n"
+        f"Checksum: `{plan.checksum}`\n"
+        "\n"
+        "No changes. Nothing is sent; read the warnings below.\n"
+        "> :warning: posts/p0000.md: content edited after message M0 was "
+        "published; a published post cannot change, so nothing is sent\n"
+        "> :warning: posts/p0001.md: content edited after message M1 was "
+        "published; a published post cannot change, so nothing is sent\n"
+        "\n"
+    )
+    assert "read the warnings above." in render.as_text(plan)
