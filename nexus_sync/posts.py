@@ -106,33 +106,45 @@ def to_utc(value: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def find_post_files(config: Config) -> list[str]:
-    """Every `*.md` file under the posts folder, in a stable order.
+def find_post_files(config: Config) -> tuple[list[str], list[PostError]]:
+    """Every `*.md` file under the posts folder in a stable order, and the
+    folders that could not be searched.
 
     Paths come as strings: at thousands of files, making Path objects costs
     more than reading the folder.
     """
+    found: list[str] = []
+    problems: list[PostError] = []
     base = config.posts_path
     if not base.is_dir():
-        return []
+        return found, problems
+
+    # A folder that is not searched would have its posts taken for deleted
+    # files, and their messages deleted: it is an error, never a skip.
+    def unreadable(error: OSError) -> None:
+        name = relative_name(error.filename or base, config)
+        problems.append(PostError(name, 1, f"cannot read the folder: {error.strerror}"))
+
     # os.walk, unlike Path.rglob, knows a folder named like a post without a
-    # stat of every file. Links to folders are not followed.
-    found = []
-    for folder, folders, names in os.walk(base):
+    # stat of every file.
+    for folder, folders, names in os.walk(base, onerror=unreadable):
         found.extend(
             os.path.join(folder, name) for name in names if name.endswith(".md")
         )
         for name in folders:
             link = os.path.join(folder, name)
             if os.path.islink(link):
-                log.warning(
-                    "%s: a link to a folder is not followed; move or copy its "
-                    "posts into %s/ to have them read",
-                    relative_name(link, config),
-                    config.posts_dir,
+                problems.append(
+                    PostError(
+                        relative_name(link, config),
+                        1,
+                        "symbolic link to a folder; nexus-sync follows no links "
+                        "(the posts behind one would look deleted whenever it "
+                        "changed); put the folder itself here instead",
+                    )
                 )
     found.sort(key=lambda path: path.split(os.sep))
-    return found
+    return found, problems
 
 
 def load_posts(
@@ -141,21 +153,32 @@ def load_posts(
     """Read every post file; return the good posts and all problems found."""
     posts: list[Post] = []
     problems: list[PostError] = []
+    every = paths is None
+    if paths is None:
+        paths, problems = find_post_files(config)
     cache = PostCache.open(config.root, _fingerprint())
-    for path in find_post_files(config) if paths is None else paths:
+    checked = 0
+    for path in paths:
         name = relative_name(path, config)
         try:
             data = _read_bytes(path, name, config)
             post = _from_record(cache.get(name, data), name, config)
             if post is None:
+                checked += 1
                 post, local_schedule = _parse(_decode(data, name), name, config)
                 cache.put(name, data, _record(post, local_schedule))
             posts.append(post)
         except InvalidPost as invalid:
             problems.extend(invalid.problems)
     # Only a reading of every file knows which entries are for files now gone.
-    cache.save(prune=paths is None)
-    log.info("read %d post file(s), %d problem(s)", len(posts), len(problems))
+    cache.save(prune=every)
+    log.info(
+        "read %d post file(s) (%d checked, the others unchanged since checked), "
+        "%d problem(s)",
+        len(posts),
+        checked,
+        len(problems),
+    )
     return posts, problems
 
 

@@ -150,19 +150,28 @@ def test_a_frontmatter_the_write_back_cannot_extend_is_refused_before_a_create(
     ]
 
 
-def test_a_link_to_a_folder_is_not_followed_and_says_so(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", posts=None)
-    (repo / "posts" / "p.md").write_text(POST.format(n=1))
+def test_a_link_to_a_folder_stops_every_command_and_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    repo = repo_with_posts(tmp_path, count=1)
+    private = repo / "posts" / "private"
+    private.mkdir()
+    (private / "q.md").write_text(POST.format(n="private"))
+    assert run_command(["apply", "--local"], repo).code == 0
+    # The folder moves out and a link takes its place: were the link skipped,
+    # the post behind it would look deleted, and its message with it.
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "q.md").write_text(POST.format(n=2))
-    (repo / "posts" / "linked").symlink_to(elsewhere)
+    private.rename(elsewhere)
+    private.symlink_to(elsewhere)
 
-    result = run_command(["validate"], repo)
-
-    assert result.code == 0, result.output
-    assert result.stdout == "1 post file(s) valid.\n"
-    assert result.stderr.splitlines() == [
-        "WARNING nexus_sync.posts: posts/linked: a link to a folder is not "
-        "followed; move or copy its posts into posts/ to have them read"
-    ]
+    for command in (["validate"], ["plan", "--local"], ["apply", "--local"]):
+        result = run_command(command, repo)
+        assert result.code == 1, result.output
+        assert result.stderr.splitlines()[0] == (
+            "posts/private:1: symbolic link to a folder; nexus-sync follows no "
+            "links (the posts behind one would look deleted whenever it changed); "
+            "put the folder itself here instead"
+        )
+    private.unlink()
+    elsewhere.rename(private)
+    assert run_command(["plan", "--local", "--detailed-exitcode"], repo).code == 0

@@ -577,3 +577,28 @@ def test_the_quick_schema_check_agrees_with_jsonschema(
         data["nexus"] = nexus
 
     assert posts_module._quick_check()(data) == posts_module._validator().is_valid(data)
+
+
+def test_a_folder_that_cannot_be_read_is_a_problem_not_a_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = repo_with(tmp_path)
+    write_post(config, "open.md", "---\nplatforms: [x]\n---\nHi\n")
+    write_post(config, "private/closed.md", "---\nplatforms: [x]\n---\nHi\n")
+    private = str(config.posts_path / "private")
+    real_scandir = os.scandir
+
+    # The tests run as root, whom no folder mode keeps out: the refusal is
+    # made by hand, as a folder of another user would make it.
+    def scandir(path: str) -> Iterator[os.DirEntry]:
+        if os.fspath(path) == private:
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found, problems = load_posts(config)
+
+    assert [post.path for post in found] == ["posts/open.md"]
+    assert [str(problem) for problem in problems] == [
+        "posts/private:1: cannot read the folder: Permission denied"
+    ]
