@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -298,9 +299,11 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
     raw = response.headers.get("retry-after", "").strip()
     if not raw:
         return None
-    try:
+    # Seconds are digits (RFC 9110; a negative wait counts as none). float()
+    # alone would take "nan" and "inf", and a wait of NaN seconds never ends.
+    if _SECONDS.fullmatch(raw):
         wait = float(raw)
-    except ValueError:
+    else:
         try:
             moment = email.utils.parsedate_to_datetime(raw)
         except (TypeError, ValueError):
@@ -309,6 +312,9 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
             moment = moment.replace(tzinfo=dt.UTC)
         wait = moment.timestamp() - time.time()
     return min(max(wait, 0.0), cap)
+
+
+_SECONDS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def _seconds(wait: float | None) -> str:

@@ -255,6 +255,8 @@ def test_retry_after_in_seconds_or_as_a_date_is_capped() -> None:
     assert 9 <= _retry_after(answer(in_ten), cap=60) <= 10.4
     assert _retry_after(answer(in_ten), cap=5) == 5.0
     assert _retry_after(answer("soon"), cap=60) is None
+    for not_a_number in ("NaN", "nan", "inf", "-inf", "1e3", "+2", "1_000"):
+        assert _retry_after(answer(not_a_number), cap=60) is None, not_a_number
     assert _retry_after(answer(None), cap=60) is None
 
 
