@@ -353,9 +353,14 @@ def test_deleted_file_of_a_failed_message_forgets_it_and_leaves_the_message(
 ) -> None:
     account.emulator.knobs(publish_failure_rate=1.0)
     account.write("f.md", "platforms: [bluesky]\npublish: now\n", "Fails")
-    applied(account)
+    failed = account.run("apply")
     account.emulator.knobs(publish_failure_rate=0.0)
     message_id = account.block("f.md")["id"]
+    assert failed.code == 1, failed.output
+    assert (
+        f"posts/f.md: FAILED: created {message_id}, but its publish FAILED: "
+        "bluesky: the platform rejected the post (emulated failure)"
+    ) in failed.stderr
     assert account.block("f.md")["status"] == "FAILED"
     assert account.inventory() == {message_id: "posts/f.md"}
     (account.repo / "posts" / "f.md").unlink()
