@@ -575,7 +575,23 @@ def _split(text: str, name: str) -> tuple[str, str, int]:
     return front, body, body_line
 
 
+# YAML's end-of-document marker; the write-back could not add a key after it.
+_DOCUMENT_END = re.compile(r"^\.\.\.[ \t]*$", re.MULTILINE)
+
+
 def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
+    end = _DOCUMENT_END.search(front) if "..." in front else None
+    if end is not None:
+        line = _YAML_FIRST_LINE + front.count("\n", 0, end.start())
+        raise InvalidPost(
+            [
+                PostError(
+                    name,
+                    line,
+                    "a '...' line ends the YAML before the closing '---'; remove it",
+                )
+            ]
+        )
     try:
         node, data = yamlstrict.load(front)
     except (yaml.YAMLError, RecursionError) as error:

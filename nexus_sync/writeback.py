@@ -57,6 +57,12 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
     before.pop("nexus", None)
     written = after.pop("nexus", None)
     if written != block or before != after:
+        if start == close:
+            raise ValueError(
+                "a nexus: block could not be added at the end of its frontmatter "
+                "without changing another value; write the frontmatter as plain "
+                "`key: value` lines"
+            )
         raise ValueError(
             "its nexus: block could not be replaced safely; write it as a plain "
             "`nexus:` key with the values indented below it"

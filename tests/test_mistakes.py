@@ -127,6 +127,7 @@ def test_a_frontmatter_the_write_back_cannot_extend_is_refused_before_a_create(
         "flow.md": "---\n{platforms: [x], title: Launch}\n---\nHello\n",
         "json.md": '---\n{"platforms":\n  ["x"]}\n---\nHello\n',
         "indented.md": "---\n  title: Hi\n  platforms: [x]\n---\nHello\n",
+        "dots.md": "---\nplatforms: [x]\npublish: now\n...\n---\nHello\n",
     }
     for name, text in layouts.items():
         (repo / "posts" / name).write_text(text)
@@ -136,7 +137,9 @@ def test_a_frontmatter_the_write_back_cannot_extend_is_refused_before_a_create(
     for command in (["validate"], ["plan"], ["apply"]):
         result = run_command(command, repo, env)
         assert result.code == 1, result.output
-        assert result.stderr.splitlines()[:3] == [
+        assert result.stderr.splitlines()[:4] == [
+            "posts/dots.md:4: a '...' line ends the YAML before the closing '---'; "
+            "remove it",
             "posts/flow.md:2: the frontmatter is one {...} mapping; write one key "
             "per line instead, e.g. platforms: [x]",
             "posts/indented.md:2: 'title' is indented; start each key of the "

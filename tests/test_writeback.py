@@ -313,6 +313,37 @@ def test_a_block_that_cannot_be_found_safely_is_not_written(tmp_path) -> None:
     text = "---\nplatforms: [x]\n? nexus\n: {id: x}\n---\nHi\n"
     path.write_text(text)
 
-    with pytest.raises(WriteBackError):
+    with pytest.raises(WriteBackError) as raised:
         write_nexus_block(path, {"id": "POST|a|2", "status": "DRAFT"})
     assert path.read_text() == text
+    assert str(raised.value) == (
+        "a nexus: block could not be added at the end of its frontmatter without "
+        "changing another value; write the frontmatter as plain `key: value` lines"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "---\n{platforms: [x]}\n---\nHi\n",
+        "---\n  platforms: [x]\n---\nHi\n",
+        "---\nplatforms: [x]\n...\n---\nHi\n",
+    ],
+)
+def test_a_frontmatter_that_cannot_take_a_block_is_left_alone(text: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        with_nexus_block(text, {"id": "POST|a|2", "status": "DRAFT"})
+
+    assert str(raised.value).startswith("a nexus: block could not be added")
+
+
+def test_a_block_in_a_form_it_cannot_replace_says_how_to_write_it() -> None:
+    text = "---\nplatforms: [x]\nnexus: {id: a,\nstatus: DRAFT}\n---\nHi\n"
+
+    with pytest.raises(ValueError) as raised:
+        with_nexus_block(text, {"id": "POST|a|2", "status": "DRAFT"})
+
+    assert str(raised.value) == (
+        "its nexus: block could not be replaced safely; write it as a plain "
+        "`nexus:` key with the values indented below it"
+    )
