@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import yaml
@@ -47,11 +48,12 @@ def load_inventory(root: Path) -> dict[str, str]:
 def _as_written(text: str) -> dict[str, str] | None:
     """The record read quickly when it is as nexus-sync wrote it, else None.
 
-    Each line that render_inventory writes, `"id": "path"`, is a member of a
-    JSON object as well as YAML; a file edited by hand is read as YAML.
+    Each line that render_inventory writes, `"id": "path"`, is also a JSON
+    object member, read faster as JSON and exactly (YAML would take a U+2028
+    or NEL in a path for a line break). A file edited by hand is read as YAML.
     """
-    members = [line for line in text.splitlines() if line and line[0] != "#"]
-    if not all(line.startswith('"') for line in members):
+    members = [line for line in text.split("\n") if line and line[0] != "#"]
+    if not all(_MEMBER.fullmatch(line) for line in members):
         return None
     try:
         data = json.loads("{" + ",".join(members) + "}")
@@ -60,9 +62,16 @@ def _as_written(text: str) -> dict[str, str] | None:
     return data if len(data) == len(members) else None
 
 
+# Two JSON strings as json.dumps writes them: no raw control characters, and
+# no escaped surrogates (which YAML could not read back).
+_STRING = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4})*"'
+_MEMBER = re.compile(f"{_STRING}: {_STRING}")
+
+
 def render_inventory(inventory: dict[str, str]) -> str:
     lines = [
-        f"{json.dumps(message_id)}: {json.dumps(path, ensure_ascii=False)}\n"
+        f"{json.dumps(message_id, ensure_ascii=False)}: "
+        f"{json.dumps(path, ensure_ascii=False)}\n"
         for message_id, path in sorted(inventory.items())
     ]
     return _HEADER + "".join(lines)

@@ -28,6 +28,21 @@ def test_what_is_saved_is_read_back(tmp_path: Path) -> None:
     assert load_inventory(tmp_path) == RECORD
 
 
+def test_ids_and_paths_beyond_ascii_and_with_odd_line_breaks_come_back(
+    tmp_path: Path,
+) -> None:
+    record = {
+        "POST|ünïcode😀|1": "posts/smile 😀.md",
+        "POST|a|2": "posts/line\u2028separator.md",
+        "POST|a|3": "posts/next\x85line.md",
+        "POST|a|4": "posts/del\x7fete.md",
+    }
+    save_inventory(tmp_path, record)
+
+    assert load_inventory(tmp_path) == record
+    assert "😀" in (tmp_path / INVENTORY_FILE).read_text("utf-8")
+
+
 def test_no_file_is_an_empty_record(tmp_path: Path) -> None:
     assert load_inventory(tmp_path) == {}
 
@@ -39,6 +54,8 @@ def test_no_file_is_an_empty_record(tmp_path: Path) -> None:
         "msg_1: posts/a.md\nmsg_2: posts/b.md\n",
         # A line repeated by a merge: YAML keeps the last.
         '"msg_1": "posts/old.md"\n"msg_1": "posts/a.md"\n"msg_2": "posts/b.md"\n',
+        # Escapes a person may type, which YAML reads as JSON would.
+        '"msg_\\u0031": "posts/a.md"\n"msg_2": "posts\\/b.md"\n',
         # A comment and a blank line added by a person.
         '# ours\n\n"msg_1": "posts/a.md"  # launch\n"msg_2": "posts/b.md"\n',
     ],
@@ -59,6 +76,10 @@ def test_a_record_edited_by_hand_is_read_as_yaml(tmp_path: Path, text: str) -> N
         (
             '"msg_1": ["posts/a.md"]\n',
             "nexus-sync.state.yaml: expected lines of `id: path`; restore it from git",
+        ),
+        (
+            '"msg_1": "posts/a.md"\n"msg_2":"posts/b.md"\n',
+            "nexus-sync.state.yaml: not valid YAML",
         ),
         (
             '"msg_1": 7\n',
