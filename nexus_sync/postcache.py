@@ -39,7 +39,9 @@ def cache_folder() -> Path:
 class PostCache:
     """The records of one repository's good post files, by path."""
 
-    def __init__(self, path: Path, fingerprint: str, entries: dict) -> None:
+    def __init__(
+        self, path: Path | None, fingerprint: str | None, entries: dict[str, list]
+    ) -> None:
         self.path = path
         self.fingerprint = fingerprint
         self._entries: dict[str, list] = entries
@@ -47,13 +49,15 @@ class PostCache:
         self._changed = False
 
     @classmethod
-    def open(cls, root: Path, fingerprint: str) -> PostCache:
+    def open(cls, root: Path, fingerprint: str | None) -> PostCache:
         """The cache of the repository at `root`; empty when there is none yet.
 
         `fingerprint` names everything besides a file's bytes that its record
         depends on (nexus-sync's code, Python, the libraries); records made
-        under another fingerprint are dropped.
+        under another fingerprint are dropped. Without one, nothing is kept.
         """
+        if fingerprint is None:
+            return cls(None, None, {})
         key = hashlib.sha256(os.fsencode(os.path.abspath(root))).hexdigest()[:32]
         path = cache_folder() / f"{key}.json"
         try:
@@ -102,17 +106,18 @@ class PostCache:
                 if name in self._seen
             }
             self._changed = True
-        if not self._changed:
+        if not self._changed or self.path is None:
             return
         stored = {"layout": LAYOUT, "fingerprint": self.fingerprint}
         stored["files"] = self._entries
         text = json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(self.path, text)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # It holds the text of posts not yet published: the user's alone.
+            replace_atomically(self.path, text, mode=0o600)
         except OSError as error:
             # Without a cache the next run only checks every file again.
-            log.debug("cannot save the post cache %s: %s", self.path, error)
+            log.info("cannot save the post cache %s: %s", self.path, error)
         self._changed = False
 
 

@@ -692,20 +692,30 @@ _CHECKERS = (
 
 
 @functools.cache
-def _fingerprint() -> str:
+def _fingerprint() -> str | None:
     """What a post's record depends on besides the file: code, Python, libraries.
 
-    nexus-sync's own modules and schema are hashed, so that an edited checkout
-    drops its records too; of a library, the folder it is installed in is
-    named with the time it last changed, which an upgrade or reinstall moves.
+    None when it cannot be told (nexus-sync run from a zip file, say): then
+    nothing is kept.
+    """
+    try:
+        return fingerprint_of(Path(__file__).parent, _CHECKERS)
+    except (OSError, ImportError, ValueError) as error:
+        log.debug("no post cache: %s", error)
+        return None
+
+
+def fingerprint_of(package: Path, libraries: Iterable[str]) -> str:
+    """A digest of the modules and schema in `package`, of Python's version, and
+    of where each of `libraries` is installed and when that folder last changed
+    (which an upgrade or reinstall moves). An edited checkout changes it too.
     """
     digest = hashlib.sha256(sys.version.encode())
-    package = Path(__file__).parent
     for source in sorted(
         [*package.glob("*.py"), package / "schema" / "post.schema.json"]
     ):
         digest.update(source.name.encode() + source.read_bytes())
-    for name in _CHECKERS:
+    for name in libraries:
         spec = importlib.util.find_spec(name)
         folder = os.path.dirname(spec.origin) if spec and spec.origin else ""
         changed = os.stat(folder).st_mtime_ns if folder else 0
@@ -725,19 +735,65 @@ def _from_record(
     record: dict[str, Any] | None, name: str, config: Config
 ) -> Post | None:
     """The post that `record` holds, or None when it must be read anew."""
-    if record is None:
+    if record is None or not _well_formed(record):
         return None
-    try:
-        fields = dict(record)
-        local_schedule = fields.pop("local_schedule")
-        nexus = fields.pop("nexus")
-        nexus["external_ids"] = tuple(map(tuple, nexus["external_ids"]))
-        nexus["urls"] = tuple(map(tuple, nexus["urls"]))
-        fields["platforms"] = tuple(fields["platforms"])
-        # A local time is read again: the configured zone, or its rules in the
-        # time zone database, may have changed since the record was made.
-        if local_schedule is not None:
+    fields = dict(record)
+    local_schedule = fields.pop("local_schedule")
+    nexus = dict(fields.pop("nexus"))
+    nexus["external_ids"] = tuple(map(tuple, nexus["external_ids"]))
+    nexus["urls"] = tuple(map(tuple, nexus["urls"]))
+    fields["platforms"] = tuple(fields["platforms"])
+    # A local time is read again: the configured zone, or its rules in the
+    # time zone database, may have changed since the record was made.
+    if local_schedule is not None:
+        try:
             fields["scheduled_for"] = parse_schedule(local_schedule, config)
-        return Post(path=name, nexus=NexusBlock(**nexus), **fields)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
+        except ValueError:
+            return None
+    return Post(path=name, nexus=NexusBlock(**nexus), **fields)
+
+
+_OPTIONAL_TEXT = (str, type(None))
+_RECORD_FIELDS = {
+    "content": str,
+    "platforms": list,
+    "title": _OPTIONAL_TEXT,
+    "scheduled_for": _OPTIONAL_TEXT,
+    "draft": bool,
+    "publish_now": bool,
+    "nexus": dict,
+    "line": int,
+    "scheduled_line": int,
+    "body_line": int,
+    "local_schedule": _OPTIONAL_TEXT,
+}
+_NEXUS_FIELDS = {
+    "id": _OPTIONAL_TEXT,
+    "status": _OPTIONAL_TEXT,
+    "published_at": _OPTIONAL_TEXT,
+    "error": _OPTIONAL_TEXT,
+    "external_ids": list,
+    "urls": list,
+}
+
+
+def _well_formed(record: Any) -> bool:
+    """Whether a record from the cache has every field of a Post, each of its
+    type; one that does not (damaged, or of another layout) is not believed."""
+
+    def typed(data: Any, fields: dict[str, Any]) -> bool:
+        return (
+            isinstance(data, dict)
+            and data.keys() == fields.keys()
+            and all(isinstance(data[key], kind) for key, kind in fields.items())
+        )
+
+    if not typed(record, _RECORD_FIELDS) or not typed(record["nexus"], _NEXUS_FIELDS):
+        return False
+    pairs = [*record["nexus"]["external_ids"], *record["nexus"]["urls"]]
+    return all(platform in PLATFORMS for platform in record["platforms"]) and all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, str) for v in pair)
+        for pair in pairs
+    )

@@ -112,10 +112,13 @@ def write_nexus_block(path: Path, block: dict[str, Any]) -> bool:
     return replace_atomically(path, edited, raw)
 
 
-def replace_atomically(path: Path, text: str, current: str | None = None) -> bool:
+def replace_atomically(
+    path: Path, text: str, current: str | None = None, mode: int | None = None
+) -> bool:
     """Write `text` to `path` through a temporary file and a rename.
 
     A reader (or a crash) sees the old file or the new one, never half of one.
+    The file keeps its mode unless `mode` is given; a new one gets 0o644.
     """
     data = text.encode("utf-8")
     if current is None:
@@ -125,7 +128,8 @@ def replace_atomically(path: Path, text: str, current: str | None = None) -> boo
     if unchanged:
         return False
 
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    if mode is None:
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -43,7 +43,8 @@ def committed_example_posts() -> Path:
         return PROJECT / "posts"
     folder = Path(tempfile.mkdtemp(prefix="nexus-sync-example-posts-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    # Python 3.12 and later check each member; it is this repository's own.
+    # Each member is checked where tarfile can (3.11.4 and later), though the
+    # archive is this repository's own.
     checked = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, **checked)

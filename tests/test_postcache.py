@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 from conftest import DATA, EXAMPLE_POSTS, make_repo, run_command
 
+from nexus_sync import posts as posts_module
 from nexus_sync.config import Config, load_config
 from nexus_sync.postcache import PostCache, cache_folder
-from nexus_sync.posts import _fingerprint, load_posts
+from nexus_sync.posts import _fingerprint, fingerprint_of, load_posts
 
 LOCAL_POST = "---\nplatforms: [x]\nscheduledFor: 2031-07-01 10:00\n---\nSummer\n"
 
@@ -204,3 +207,118 @@ def test_a_plan_after_an_edit_sees_it_though_the_cache_is_warm(tmp_path: Path) -
     assert plan.code == 2, plan.output
     assert f"posts/{path.name}" in plan.stdout
     assert "A new text for this post." in plan.stdout
+
+
+PUBLISHED = """---
+title: Out there
+platforms: [x, bluesky]
+publish: now
+nexus:
+  id: POST|alice|1
+  status: FAILED
+  publishedAt: '2030-01-01T10:00:00Z'
+  error: 'bluesky: rejected'
+  externalIds:
+    x: '1871234567890123456'
+    bluesky: at://did:plc:abc/app.bsky.feed.post/3k
+  urls:
+    x: https://x.com/i/web/status/1871234567890123456
+---
+Every field of a block, through the cache and back.
+"""
+
+
+def test_every_field_of_a_post_and_its_block_comes_back_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    config = repo_of(tmp_path, EXAMPLE_POSTS, "timezone: Europe/Berlin\n")
+    (config.posts_path / "published.md").write_text(PUBLISHED)
+    (config.posts_path / "summer.md").write_text(LOCAL_POST)
+    first, problems = load_posts(config)
+    assert problems == []
+
+    again, _ = load_posts(config)
+
+    assert again == first
+    by_path = {post.path: post for post in again}
+    published = by_path["posts/published.md"]
+    assert published.nexus.external_ids == (
+        ("bluesky", "at://did:plc:abc/app.bsky.feed.post/3k"),
+        ("x", "1871234567890123456"),
+    )
+    assert published.publish_now is True
+    assert by_path["posts/summer.md"].scheduled_for == "2031-07-01T08:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"platforms": "xb"},
+        {"draft": "no"},
+        {"content": 5},
+        {"nexus": {"id": 7}},
+        {"line": None},
+        {"extra": True},
+    ],
+)
+def test_a_damaged_record_is_not_believed(tmp_path: Path, damage: dict) -> None:
+    config = repo_of(tmp_path, EXAMPLE_POSTS)
+    first = load_posts(config)[0]
+    (cache,) = cache_files()
+    data = json.loads(cache.read_text("utf-8"))
+    for entry in data["files"].values():
+        entry[1].update(damage)
+    cache.write_text(json.dumps(data), "utf-8")
+
+    assert load_posts(config) == (first, [])
+
+
+def test_the_cache_is_the_users_alone(tmp_path: Path) -> None:
+    config = repo_of(tmp_path, EXAMPLE_POSTS)
+    load_posts(config)
+
+    (cache,) = cache_files()
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+
+
+def test_without_a_fingerprint_nothing_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = repo_of(tmp_path, EXAMPLE_POSTS)
+    monkeypatch.setattr(posts_module, "_fingerprint", lambda: None)
+
+    first = load_posts(config)
+
+    assert first[1] == []
+    assert cache_files() == []
+    assert load_posts(config) == first
+
+
+def test_the_fingerprint_follows_code_schema_and_libraries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "package"
+    (package / "schema").mkdir(parents=True)
+    (package / "posts.py").write_text("RULE = 1\n")
+    (package / "schema" / "post.schema.json").write_text("{}")
+    library = tmp_path / "site" / "checker"
+    library.mkdir(parents=True)
+    (library / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+    def fingerprint() -> str:
+        return fingerprint_of(package, ["checker"])
+
+    seen = [fingerprint()]
+    assert fingerprint() == seen[0]
+    (package / "posts.py").write_text("RULE = 2\n")
+    seen.append(fingerprint())
+    (package / "schema" / "post.schema.json").write_text('{"type": "object"}')
+    seen.append(fingerprint())
+    # An upgrade replaces the library's files, which moves its folder's time.
+    (library / "_new.py").write_text("")
+    os.utime(library, ns=(1, 1))
+    seen.append(fingerprint())
+
+    assert len(set(seen)) == 4
