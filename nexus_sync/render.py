@@ -16,8 +16,9 @@ from .plan import Change, FieldChange, Plan, request_body
 MARKDOWN_LIMIT = 65_000
 # The last words of a Markdown plan that was cut to fit the limit.
 MARKDOWN_CUT = (
-    "\n\n_The plan is longer than a comment can hold; the full plan is in "
-    "the job summary and in the JSON plan of this run (`--format json`)._\n"
+    "\n\n_The plan is longer than a comment can hold; `nexus-sync plan` shows "
+    "all of it, as does the plan saved as JSON (`--out`; in the GitHub Action, "
+    "its `plan-path` output)._\n"
 )
 FORMAT_VERSION = 1
 UNMANAGED_SHOWN = 20

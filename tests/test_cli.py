@@ -194,6 +194,7 @@ def test_markdown_plan_of_many_warnings_fits_in_a_comment(tmp_path: Path) -> Non
     assert 0 < shown < 250
     assert f"> _...and {250 - shown} more warning(s) not shown here._" in lines
     assert lines[-1] == (
-        "_The plan is longer than a comment can hold; the full plan is in the job "
-        "summary and in the JSON plan of this run (`--format json`)._"
+        "_The plan is longer than a comment can hold; `nexus-sync plan` shows all "
+        "of it, as does the plan saved as JSON (`--out`; in the GitHub Action, "
+        "its `plan-path` output)._"
     )

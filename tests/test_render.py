@@ -143,7 +143,7 @@ def test_markdown_of_2000_changes_stays_under_the_comment_limit() -> None:
     )
     assert "not shown here._" in markdown
     assert (
-        "the full plan is in the job summary and in the JSON plan of this run"
+        "`nexus-sync plan` shows all of it, as does the plan saved as JSON"
     ) in markdown
     shown = markdown.count("<details>")
     assert f"_...and {2000 - shown} more change(s) not shown here._" in markdown
@@ -187,8 +187,9 @@ def test_markdown_of_1500_warnings_stays_under_the_comment_limit() -> None:
     assert 0 < shown < 1500
     assert f"_...and {1500 - shown} more warning(s) not shown here._" in markdown
     assert markdown.endswith(
-        "_The plan is longer than a comment can hold; the full plan is in the job "
-        "summary and in the JSON plan of this run (`--format json`)._\n"
+        "_The plan is longer than a comment can hold; `nexus-sync plan` shows all "
+        "of it, as does the plan saved as JSON (`--out`; in the GitHub Action, "
+        "its `plan-path` output)._\n"
     )
 
 
