@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from . import yamlstrict
 from .errors import NexusSyncError
 from .writeback import replace_atomically
 
@@ -28,13 +29,23 @@ def load_inventory(root: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     text = path.read_text("utf-8-sig")
+    conflict = _CONFLICT.search(text)
+    if conflict:
+        line = text.count("\n", 0, conflict.start()) + 1
+        raise NexusSyncError(
+            f"{INVENTORY_FILE}:{line}: a merge conflict; keep the lines of both "
+            "sides (each is one message) and remove the conflict markers"
+        )
     try:
         data = _as_written(text)
         if data is None:
-            data = yaml.load(text, Loader=yaml.CSafeLoader) or {}
+            # Read by hand-edit rules: a message listed twice is an error,
+            # not a quiet choice of one of its two files.
+            data = yamlstrict.load(text)[1] or {}
     except yaml.YAMLError as error:
+        line, message = yamlstrict.yaml_problem(error, 1, text)
         raise NexusSyncError(
-            f"{INVENTORY_FILE}: not valid YAML ({error}); restore it from git"
+            f"{INVENTORY_FILE}:{line}: {message}; correct it, or restore it from git"
         ) from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
@@ -43,6 +54,10 @@ def load_inventory(root: Path) -> dict[str, str]:
             f"{INVENTORY_FILE}: expected lines of `id: path`; restore it from git"
         )
     return data
+
+
+# What git leaves in a file whose merge it could not make.
+_CONFLICT = re.compile(r"^(?:<{7}|={7}|>{7})(?: |$)", re.MULTILINE)
 
 
 def _as_written(text: str) -> dict[str, str] | None:
