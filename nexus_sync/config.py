@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -133,6 +134,12 @@ def load_config(
         raise ConfigError("max_change_fraction must be in (0, 1]")
     if int(config.parallelism) < 1:
         raise ConfigError("parallelism must be at least 1")
+    # YAML's .nan and .inf are numbers to the schema, and NaN passes every
+    # comparison: a wait of NaN seconds would never end.
+    for key, unit in (("retry_after_cap", "seconds"), ("adoption_window_days", "days")):
+        value = getattr(config, key)
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{key} must be a number of {unit}, not {value}")
     return config
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from . import yamlstrict
 from .errors import NexusSyncError
+from .posts import conflict_line
 from .writeback import replace_atomically
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,15 @@ def load_inventory(root: Path) -> dict[str, str]:
     path = root / INVENTORY_FILE
     if not path.exists():
         return {}
-    text = path.read_text("utf-8-sig")
-    conflict = _CONFLICT.search(text)
-    if conflict:
-        line = text.count("\n", 0, conflict.start()) + 1
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise NexusSyncError(
+            f"{INVENTORY_FILE}: cannot be read ({reason}); restore it from git"
+        ) from None
+    line = conflict_line(text)
+    if line is not None:
         raise NexusSyncError(
             f"{INVENTORY_FILE}:{line}: a merge conflict; keep the lines of both "
             "sides (each is one message) and remove the conflict markers"
@@ -54,10 +60,6 @@ def load_inventory(root: Path) -> dict[str, str]:
             f"{INVENTORY_FILE}: expected lines of `id: path`; restore it from git"
         )
     return data
-
-
-# What git leaves in a file whose merge it could not make.
-_CONFLICT = re.compile(r"^(?:<{7}|={7}|>{7})(?: |$)", re.MULTILINE)
 
 
 def _as_written(text: str) -> dict[str, str] | None:

@@ -128,9 +128,21 @@ def find_post_files(config: Config) -> tuple[list[str], list[PostError]]:
     # os.walk, unlike Path.rglob, knows a folder named like a post without a
     # stat of every file.
     for folder, folders, names in os.walk(base, onerror=unreadable):
-        found.extend(
-            os.path.join(folder, name) for name in names if name.endswith(".md")
-        )
+        for name in names:
+            # b.MD is b.md renamed by an editor or a case-insensitive disk;
+            # skipped, its post would look deleted.
+            suffix = name[-3:].lower()
+            if suffix == ".md" and not name.startswith(".#"):
+                found.append(os.path.join(folder, name))
+            elif name.lower().endswith(".markdown"):
+                problems.append(
+                    PostError(
+                        relative_name(os.path.join(folder, name), config),
+                        1,
+                        f"a post file's name ends in .md; rename it to "
+                        f"{name[: -len('.markdown')]}.md",
+                    )
+                )
         for name in folders:
             link = os.path.join(folder, name)
             if os.path.islink(link):
@@ -217,6 +229,14 @@ def _parse(
     text: str, name: str, config: Config, schema: dict | None = None
 ) -> tuple[Post, str | None]:
     """The post in `text`, and its scheduledFor as written."""
+    conflict = conflict_line(text)
+    if conflict is not None:
+        raise _refuse(
+            name,
+            "a merge conflict (git's <<<<<<< and >>>>>>> lines); resolve it and "
+            "remove the markers",
+            conflict,
+        )
     front, body, body_line = _split(text, name)
     node, data = _parse_frontmatter(front, name)
 
@@ -319,9 +339,11 @@ def parse_schedule(value: str, config: Config) -> str:
 
     zone = config.zone
     if zone is None:
+        # The examples are written in the one form that takes an offset.
+        written = moment.isoformat()
         raise ValueError(
             f"scheduledFor {value} has no UTC offset; add one "
-            f"(e.g. {value}+01:00 or {value}Z) or set timezone in nexus-sync.yaml"
+            f"(e.g. {written}+01:00 or {written}Z) or set timezone in nexus-sync.yaml"
         )
 
     # A wall-clock time maps to one instant, to none (skipped when the clocks
@@ -461,6 +483,18 @@ def _quick_check() -> Callable[[Any], bool]:
 def _is_date_time(value: str) -> bool:
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     return checker.conforms(value, "date-time")
+
+
+_CONFLICT_START = re.compile(r"^<{7}(?: |$)", re.MULTILINE)
+_CONFLICT_END = re.compile(r"^>{7}(?: |$)", re.MULTILINE)
+
+
+def conflict_line(text: str) -> int | None:
+    """The line of the first merge conflict git left in `text`, if any."""
+    start = _CONFLICT_START.search(text) if "<<<<<<<" in text else None
+    if start is None or not _CONFLICT_END.search(text, start.end()):
+        return None
+    return text.count("\n", 0, start.start()) + 1
 
 
 def _refuse(name: str, message: str, line: int = 1) -> InvalidPost:

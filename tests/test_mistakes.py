@@ -178,3 +178,70 @@ def test_a_link_to_a_folder_stops_every_command_and_deletes_nothing(
     private.unlink()
     elsewhere.rename(private)
     assert run_command(["plan", "--local", "--detailed-exitcode"], repo).code == 0
+
+
+def test_a_merge_conflict_in_a_post_is_refused_where_it_starts(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    posts = repo / "posts"
+    (posts / "body.md").write_text(
+        "---\nplatforms: [x]\n---\n<<<<<<< HEAD\nOne\n=======\nTwo\n>>>>>>> side\n"
+    )
+    (posts / "front.md").write_text(
+        "---\nplatforms: [x]\n<<<<<<< HEAD\ntitle: One\n=======\ntitle: Two\n"
+        ">>>>>>> side\n---\nHi\n"
+    )
+    # A line of = signs alone is a Markdown heading, not a conflict.
+    (posts / "heading.md").write_text("---\nplatforms: [x]\n---\nNews\n=======\nHi\n")
+
+    result = run_command(["plan", "--local"], repo)
+
+    assert result.code == 1, result.output
+    assert result.stderr.splitlines() == [
+        "posts/body.md:4: a merge conflict (git's <<<<<<< and >>>>>>> lines); "
+        "resolve it and remove the markers",
+        "posts/front.md:3: a merge conflict (git's <<<<<<< and >>>>>>> lines); "
+        "resolve it and remove the markers",
+        "2 problem(s) found; nothing was sent.",
+    ]
+
+
+def test_a_post_renamed_to_upper_case_md_keeps_its_message(tmp_path: Path) -> None:
+    repo = repo_with_posts(tmp_path, count=2)
+    (repo / "posts" / "p0.md").rename(repo / "posts" / "p0.MD")
+    # An editor's lock file (a dangling link) is no post.
+    (repo / "posts" / ".#p1.md").symlink_to("user@host.1234:1")
+
+    plan = run_command(["plan", "--local", "--detailed-exitcode"], repo)
+
+    assert plan.code == 2, plan.output
+    assert "- delete" not in plan.stdout
+    assert "posts/p0.MD" in plan.stdout
+    assert run_command(["apply", "--local"], repo).code == 0
+    assert run_command(["plan", "--local", "--detailed-exitcode"], repo).code == 0
+
+
+def test_a_dot_markdown_file_is_told_to_end_in_md(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", posts=None)
+    (repo / "posts" / "launch.markdown").write_text(POST.format(n=1))
+
+    result = run_command(["validate"], repo)
+
+    assert result.code == 1
+    assert result.stderr.splitlines()[0] == (
+        "posts/launch.markdown:1: a post file's name ends in .md; rename it to "
+        "launch.md"
+    )
+
+
+def test_an_inventory_that_cannot_be_read_says_so(tmp_path: Path) -> None:
+    repo = repo_with_posts(tmp_path, count=1)
+    inventory = repo / "nexus-sync.state.yaml"
+    inventory.write_bytes(b"\xff\xfe")
+
+    result = run_command(["plan", "--local"], repo)
+
+    assert result.code == 1
+    assert result.stderr == (
+        "Error: nexus-sync.state.yaml: cannot be read (not UTF-8 text); restore it "
+        "from git\n"
+    )

@@ -178,7 +178,7 @@ def test_a_local_time_is_read_again_in_the_zone_configured_now(tmp_path: Path) -
     config = load_config(config.root, environ={})
     assert [str(p) for p in load_posts(config)[1]] == [
         "posts/summer.md:3: scheduledFor 2031-07-01 10:00 has no UTC offset; add "
-        "one (e.g. 2031-07-01 10:00+01:00 or 2031-07-01 10:00Z) or set timezone "
+        "one (e.g. 2031-07-01T10:00:00+01:00 or 2031-07-01T10:00:00Z) or set timezone "
         "in nexus-sync.yaml"
     ]
 

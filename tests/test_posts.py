@@ -298,7 +298,7 @@ def test_a_local_time_needs_a_configured_zone() -> None:
 
     assert str(raised.value) == (
         "scheduledFor 2030-07-01 10:00 has no UTC offset; add one (e.g. "
-        "2030-07-01 10:00+01:00 or 2030-07-01 10:00Z) or set timezone in "
+        "2030-07-01T10:00:00+01:00 or 2030-07-01T10:00:00Z) or set timezone in "
         "nexus-sync.yaml"
     )
 
@@ -512,7 +512,7 @@ def test_all_problems_of_a_file_come_at_once_in_line_order(tmp_path: Path) -> No
         "posts/many.md:3: foo: unknown key; the keys are title, platforms, "
         "scheduledFor, draft, publish, nexus",
         "posts/many.md:4: scheduledFor 2030-01-01T10:00 has no UTC offset; add one "
-        "(e.g. 2030-01-01T10:00+01:00 or 2030-01-01T10:00Z) or set timezone in "
+        "(e.g. 2030-01-01T10:00:00+01:00 or 2030-01-01T10:00:00Z) or set timezone in "
         "nexus-sync.yaml",
         "posts/many.md:6: 301/280 weighted characters for x",
         "posts/many.md:6: 301/300 graphemes for bluesky",
