@@ -15,6 +15,8 @@ from .errors import WriteBackError
 
 # The key as people write it: plain, or in either kind of quotes.
 _NEXUS_KEY = re.compile(r"""(?:nexus|"nexus"|'nexus')[ \t]*:(?:[ \t]|\r?\n|\r|\Z)""")
+# Its line when the values are on the lines below, with perhaps a comment.
+_BARE_KEY = re.compile(r"""(?:nexus|"nexus"|'nexus')[ \t]*:(?:[ \t]+#.*|[ \t]*)""")
 
 
 def render_block(block: dict[str, Any], newline: str = "\n") -> str:
@@ -37,7 +39,7 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
         raise ValueError("the frontmatter never closes")
     newline = lines[0][len(lines[0].rstrip("\r\n")) :] or "\n"
 
-    start = next((i for i in range(1, close) if _NEXUS_KEY.match(lines[i])), None)
+    start = _nexus_line(lines, close)
     if start is None:
         start = end = close
         if not lines[close - 1].endswith(("\n", "\r")):
@@ -48,6 +50,10 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
             return text
 
     rendered = render_block(block, newline)
+    key_line = lines[start].rstrip("\r\n") if start < close else ""
+    if _BARE_KEY.fullmatch(key_line):
+        # A comment on the key's own line stays with it.
+        rendered = key_line + newline + rendered.split(newline, 1)[1]
     edited = bom + "".join(lines[:start]) + rendered + "".join(lines[end:])
 
     # The edit is made on lines, so it is checked on meaning: the block must
@@ -78,6 +84,31 @@ def _frontmatter(lines: list[str]) -> dict[str, Any]:
     except yaml.YAMLError:
         data = None
     return data if isinstance(data, dict) else {}
+
+
+def _nexus_line(lines: list[str], close: int) -> int | None:
+    """The line of the frontmatter's `nexus:` key, None when there is none.
+
+    The key is found by YAML, not by its look: a line of a quoted value may
+    start with `nexus:` too.
+    """
+    try:
+        node = yamlstrict.load("".join(lines[1:close]))[0]
+    except yaml.YAMLError:
+        node = None
+    if not isinstance(node, yaml.MappingNode):
+        # The safety check after the edit has the last word.
+        return next((i for i in range(1, close) if _NEXUS_KEY.match(lines[i])), None)
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "nexus":
+            line = 1 + key.start_mark.line
+            if key.start_mark.column or not _NEXUS_KEY.match(lines[line]):
+                raise ValueError(
+                    "its nexus: block could not be replaced safely; write it as a "
+                    "plain `nexus:` key with the values indented below it"
+                )
+            return line
+    return None
 
 
 def _block_end(lines: list[str], start: int, close: int) -> int:

@@ -317,8 +317,8 @@ def test_a_block_that_cannot_be_found_safely_is_not_written(tmp_path) -> None:
         write_nexus_block(path, {"id": "POST|a|2", "status": "DRAFT"})
     assert path.read_text() == text
     assert str(raised.value) == (
-        "a nexus: block could not be added at the end of its frontmatter without "
-        "changing another value; write the frontmatter as plain `key: value` lines"
+        "its nexus: block could not be replaced safely; write it as a plain "
+        "`nexus:` key with the values indented below it"
     )
 
 
@@ -346,4 +346,29 @@ def test_a_block_in_a_form_it_cannot_replace_says_how_to_write_it() -> None:
     assert str(raised.value) == (
         "its nexus: block could not be replaced safely; write it as a plain "
         "`nexus:` key with the values indented below it"
+    )
+
+
+def test_a_line_of_a_quoted_value_that_starts_with_nexus_is_not_the_block() -> None:
+    text = '---\ntitle: "Why we moved\nnexus: a story"\nplatforms: [x]\n---\nHi\n'
+
+    edited = with_nexus_block(text, {"id": "POST|a|2", "status": "DRAFT"})
+
+    assert edited == (
+        '---\ntitle: "Why we moved\nnexus: a story"\nplatforms: [x]\n'
+        "nexus:\n  id: POST|a|2\n  status: DRAFT\n---\nHi\n"
+    )
+
+
+def test_a_comment_on_the_nexus_line_is_kept() -> None:
+    text = (
+        "---\nplatforms: [x]\nnexus:    # written by nexus-sync; leave it\n"
+        "  id: POST|a|1\n  status: DRAFT\n---\nHi\n"
+    )
+
+    edited = with_nexus_block(text, {"id": "POST|a|1", "status": "SCHEDULED"})
+
+    assert edited == (
+        "---\nplatforms: [x]\nnexus:    # written by nexus-sync; leave it\n"
+        "  id: POST|a|1\n  status: SCHEDULED\n---\nHi\n"
     )
