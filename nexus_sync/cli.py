@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,13 @@ from .errors import (
 from .importer import import_messages
 from .plan import Message, Plan, check_apply
 from .posts import load_posts
-from .session import LOCAL_STATE_DIR, check_posts_dir, open_client, plan_for
+from .session import (
+    LOCAL_STATE_DIR,
+    check_posts_dir,
+    ignore_state_dir,
+    open_client,
+    plan_for,
+)
 
 log = logging.getLogger("nexus_sync")
 
@@ -545,9 +552,23 @@ def emulator_serve(
 
     # The flags are the knobs it starts with, and returns to on a reset.
     knobs = Knobs(**check_knobs(_knob_values(flags)))
+    # Bound here, so that a port in use is told before anything is announced.
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {error.strerror}; choose another --port"
+        ) from None
     instance = Emulator(state_dir, knobs=knobs, trusted_jwks=trust_jwks)
+    ignore_state_dir(state_dir)
     click.echo(f"Nexus Share emulator on http://{host}:{port} (state in {state_dir})")
-    uvicorn.run(create_app(instance), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(instance), host=host, port=port, log_level="warning")
+    )
+    server.run(sockets=[listening])
 
 
 @emulator.command("token")
@@ -561,6 +582,12 @@ def emulator_serve(
 )
 def emulator_token(user: str, ttl: float, state_dir: Path) -> None:
     """Print a token that the emulator with this state folder accepts."""
-    from .emulator.tokens import Signer
+    from .emulator.tokens import KEY_FILE, Signer
 
+    # A new key here would sign tokens that the running emulator refuses.
+    if not (state_dir / KEY_FILE).exists():
+        raise click.ClickException(
+            f"no emulator in {state_dir}/ (it has no {KEY_FILE}): run this where "
+            "`nexus-sync emulator serve` runs, or give the --state-dir it uses"
+        )
     click.echo(Signer(state_dir).mint(user, ttl))

@@ -7,6 +7,7 @@ import datetime as dt
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,8 +35,7 @@ async def open_client(config: Config, local: bool) -> AsyncIterator[NexusClient]
 
         state_dir = config.root / LOCAL_STATE_DIR
         emulator = Emulator(state_dir)
-        # The local state never belongs in the user's repository.
-        (state_dir / ".gitignore").write_text("*\n")
+        ignore_state_dir(state_dir)
         transport = httpx.ASGITransport(app=create_app(emulator))
         auth = StaticToken(emulator.mint(LOCAL_USER))
         log.info("using the embedded emulator in %s", LOCAL_STATE_DIR)
@@ -58,6 +58,11 @@ async def open_client(config: Config, local: bool) -> AsyncIterator[NexusClient]
         config.api_url, auth, retry_after_cap=config.retry_after_cap
     ) as client:
         yield client
+
+
+def ignore_state_dir(state_dir: Path) -> None:
+    """Keep an emulator's state (its database, its signing key) out of git."""
+    (state_dir / ".gitignore").write_text("*\n")
 
 
 def check_posts_dir(config: Config) -> None:

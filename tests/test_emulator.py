@@ -1021,3 +1021,34 @@ def test_an_id_is_never_given_again_after_its_message_was_deleted(
         store.close()
 
     assert second["id"] != first["id"]
+
+
+def test_serve_on_a_port_in_use_says_so_and_keeps_its_state_out_of_git(
+    api: EmulatorServer, tmp_path: Path
+) -> None:
+    assert (api.state_dir / ".gitignore").read_text() == "*\n"
+
+    busy = run_command(
+        ["emulator", "serve", "--port", str(api.port), "--state-dir", "other"],
+        tmp_path,
+    )
+
+    assert busy.code == 1
+    assert busy.stdout == ""
+    assert busy.stderr == (
+        f"Error: cannot listen on 127.0.0.1:{api.port}: Address already in use; "
+        "choose another --port\n"
+    )
+
+
+def test_the_token_command_refuses_a_folder_without_an_emulator(
+    tmp_path: Path,
+) -> None:
+    made = run_command(["emulator", "token", "--user", "dora"], tmp_path)
+
+    assert made.code == 1
+    assert made.stderr == (
+        "Error: no emulator in .nexus-sync/ (it has no emulator-key.pem): run this "
+        "where `nexus-sync emulator serve` runs, or give the --state-dir it uses\n"
+    )
+    assert not (tmp_path / ".nexus-sync").exists()
