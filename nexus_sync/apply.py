@@ -43,15 +43,23 @@ class Result:
         return not self.failed and not self.not_started
 
 
-def idempotency_key(action: str, post: Post, message_id: str | None = None) -> str:
+def idempotency_key(
+    action: str,
+    post: Post,
+    message_id: str | None = None,
+    last_attempt: str | None = None,
+) -> str:
     """The same post with the same content always sends the same key.
 
     `message_id` is the message a publish is for, or the vanished message a
     create replaces (so that the new create is not answered with the old one).
+    `last_attempt` is when a publish of the message was last tried: after a
+    publish that FAILED, the next one is a new attempt, not a replay of it.
     """
-    material = json.dumps(
-        [action, post.path, message_id, plans.request_body(post)], sort_keys=True
-    )
+    parts = [action, post.path, message_id, plans.request_body(post)]
+    if last_attempt is not None:
+        parts.append(last_attempt)
+    material = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -180,8 +188,9 @@ class Applier:
             verb = ""
 
         if change.publish:
+            tried = change.message.last_attempt_at if change.message else None
             data = await self.client.publish_message(
-                message_id, idempotency_key("publish", post, message_id)
+                message_id, idempotency_key("publish", post, message_id, tried)
             )
             published = Message.from_api(data)
             await self._write(post, published)
@@ -334,8 +343,8 @@ def _published(verb: str, message: Message) -> str:
     if message.status == "FAILED":
         done = f"{verb}, but its publish" if verb else f"the publish of {message.id}"
         raise PublishFailed(
-            f"{done} FAILED: {message.error or 'no reason given'}; fix the post, "
-            "then give it a new scheduledFor or `publish: now` to send it again"
+            f"{done} FAILED: {message.error or 'no reason given'}; "
+            f"{plans.failed_advice(publish_now=True)}"
         )
     if message.status == "DIRECT":
         if verb:

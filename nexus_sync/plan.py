@@ -56,6 +56,7 @@ class Message:
     published_at: str | None = None
     error: str | None = None
     external_ids: tuple[tuple[str, str], ...] = ()
+    last_attempt_at: str | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Message:
@@ -70,6 +71,7 @@ class Message:
             published_at=data.get("publishedAt"),
             error=data.get("error"),
             external_ids=tuple(sorted((data.get("externalIds") or {}).items())),
+            last_attempt_at=data.get("lastAttemptAt"),
         )
 
 
@@ -521,6 +523,17 @@ def _compare(
     return None
 
 
+def failed_advice(publish_now: bool) -> str:
+    """How to send a post again whose message FAILED."""
+    # The file may say `publish: now` already: then an edit is what sends it.
+    if publish_now:
+        return (
+            "fix the post, then edit it to send it again (a changed post with "
+            "`publish: now` goes out again)"
+        )
+    return "fix the post, then give it a new scheduledFor or `publish: now` to send it again"
+
+
 def _warnings(
     post: Post, message: Message, fields: list[FieldChange], change: Change | None
 ) -> list[str]:
@@ -528,8 +541,7 @@ def _warnings(
     if message.status == "FAILED" and (change is None or change.action != UPDATE):
         return [
             f"{post.path}: message {message.id} FAILED: "
-            f"{message.error or 'no reason given'}; fix the post, then give it a new "
-            "scheduledFor or `publish: now` to send it again"
+            f"{message.error or 'no reason given'}; {failed_advice(post.publish_now)}"
         ]
     if message.status == "DIRECT":
         return [

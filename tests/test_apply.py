@@ -370,8 +370,8 @@ def test_a_publish_that_ends_failed_stops_the_run_and_a_rerun_finishes_it(
     failed_id = file_id(empty_repo, "a.md")
     failure = (
         f"posts/a.md: FAILED: created {failed_id}, but its publish FAILED: x: the "
-        "platform rejected the post (emulated failure); fix the post, then give "
-        "it a new scheduledFor or `publish: now` to send it again"
+        "platform rejected the post (emulated failure); fix the post, then edit "
+        "it to send it again (a changed post with `publish: now` goes out again)"
     )
     assert applied.stderr.splitlines()[-3:] == [
         failure,
@@ -558,3 +558,26 @@ def test_a_progress_bar_shows_on_a_terminal(repo: Path) -> None:
     assert process.returncode == 0, seen
     assert "Apply: 7 done, 0 failed, 0 not started." in stdout
     assert re.search(rb"Applying\s+\[#+\]\s+100%", seen), seen
+
+
+def test_a_failed_publish_is_tried_anew_even_with_content_tried_before(
+    empty_repo: Path, emulator: EmulatorServer
+) -> None:
+    env = emulator.env("alice")
+    post = "---\nplatforms: [x]\npublish: now\n---\n{}\n"
+    path = empty_repo / "posts" / "a.md"
+    emulator.knobs(publish_failure_rate=1.0)
+    path.write_text(post.format("version one"))
+    assert run_command(["apply"], empty_repo, env).code == 1
+    path.write_text(path.read_text().replace("version one", "version two"))
+    assert run_command(["apply"], empty_repo, env).code == 1
+    emulator.knobs(publish_failure_rate=0.0)
+
+    # Back to the words of the first attempt: a new attempt, not its replay.
+    path.write_text(path.read_text().replace("version two", "version one"))
+    applied = run_command(["apply"], empty_repo, env)
+
+    assert applied.code == 0, applied.output
+    (message,) = emulator.messages("alice")
+    assert (message["status"], message["content"]) == ("PUBLISHED", "version one")
+    assert run_command(["plan", "--detailed-exitcode"], empty_repo, env).code == 0

@@ -181,8 +181,8 @@ def test_failed_message_is_published_again_only_after_an_edit() -> None:
 
     assert actions(unchanged) == []
     assert unchanged.warnings == (
-        "posts/a.md: message M1 FAILED: rejected; fix the post, then give it a new "
-        "scheduledFor or `publish: now` to send it again",
+        "posts/a.md: message M1 FAILED: rejected; fix the post, then edit it to "
+        "send it again (a changed post with `publish: now` goes out again)",
     )
     assert [(c.action, c.publish) for c in edited.changes] == [("update", True)]
 

@@ -212,7 +212,8 @@ def test_failed_message_shows_its_error_and_an_edit_patches_it(
     assert failed.stderr.splitlines()[-1] == (
         f"posts/f.md: FAILED: created {block['id']}, but its publish FAILED: "
         "bluesky: the platform rejected the post (emulated failure); fix the "
-        "post, then give it a new scheduledFor or `publish: now` to send it again"
+        "post, then edit it to send it again (a changed post with `publish: now` "
+        "goes out again)"
     )
     assert failed.stdout.endswith("\nApply: 0 done, 1 failed, 0 not started.\n")
     assert "published" not in failed.output
