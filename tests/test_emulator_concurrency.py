@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import multiprocessing
 import os
+import queue
 import sqlite3
 import subprocess
 import time
@@ -12,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import git, nexus_sync_command, run_command
+from cryptography.hazmat.primitives import serialization
 
 from nexus_sync.emulator.store import Store, fingerprint
+from nexus_sync.emulator.tokens import KEY_FILE, Signer
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 HELLO = {"content": "Hello", "platforms": ["x"]}
@@ -89,6 +93,55 @@ def test_a_key_used_by_another_process_mid_request_is_replayed_not_run_again(
     finally:
         store.close()
     assert [message["id"] for message in page["messages"]] == [message_id]
+
+
+def first_run(state_dir: str, start: Any, results: Any) -> None:
+    """The public key of a Signer made when `start` is set, or the error."""
+    start.wait(60)
+    try:
+        results.put(Signer(Path(state_dir)).jwks()["keys"][0]["n"])
+    except ValueError as error:
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_processes_that_start_together_on_a_fresh_folder_agree_on_one_key(
+    tmp_path: Path,
+) -> None:
+    state_dir = tmp_path / ".nexus-sync"
+    start, results = SPAWN.Event(), SPAWN.Queue()
+    processes = [
+        SPAWN.Process(target=first_run, args=(str(state_dir), start, results))
+        for _ in range(6)
+    ]
+    for process in processes:
+        process.start()
+
+    # Spawned interpreters take a while to import; the key is made at the
+    # same moment only if all of them are waiting when the start is given.
+    time.sleep(3)
+    start.set()
+    keys = []
+    for _ in processes:
+        try:
+            keys.append(results.get(timeout=60))
+        except queue.Empty:
+            break
+    for process in processes:
+        process.join(60)
+
+    on_disk = serialization.load_pem_private_key(
+        (state_dir / KEY_FILE).read_bytes(), None
+    )
+    number = on_disk.public_key().public_numbers().n
+    assert len(keys) == 6
+    assert set(keys) == {Signer(state_dir).jwks()["keys"][0]["n"]}
+    assert int.from_bytes(_base64url(keys[0]), "big") == number
+    assert sorted(path.name for path in state_dir.iterdir()) == [KEY_FILE]
+    assert (state_dir / KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def _base64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def test_two_applies_at_once_on_one_repository_create_each_message_once(
