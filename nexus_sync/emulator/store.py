@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import random
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ CREATE_FIELDS = ("content", "platforms", "scheduledFor", "title")
 MAX_CONTENT = 10000
 MAX_TITLE = 500
 MAX_IDEMPOTENCY_KEY = 255
+# How long a request waits for another process's transaction on the same file.
+BUSY_TIMEOUT_SECONDS = 30.0
 # What the application passes for a body that does not parse, so that the
 # store can answer 404 or 409 before it judges the body.
 INVALID_JSON = object()
@@ -103,7 +106,11 @@ class Store:
     """
 
     def __init__(self, path: Path | str, seed: int | None = None) -> None:
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        # Another process on the same file (two `--local` commands at once)
+        # holds the write lock only for one request; waiting is the answer.
+        self._db = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -134,6 +141,25 @@ class Store:
             "ON messages (user, status, attempt_ends_at);"
         )
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # One call is one transaction, and the idempotent calls run another
+        # call inside theirs: only the outermost begins and ends it. It takes
+        # the write lock when it begins (IMMEDIATE), not at its first write,
+        # so that no other process can change what it has read: the threading
+        # lock keeps out other threads, SQLite's lock other processes.
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.rollback()
+                raise
+            self._db.commit()
+
     # -- reads -------------------------------------------------------------
 
     def list(
@@ -148,7 +174,7 @@ class Store:
         # The cursor is the creation sequence of the last message returned, so
         # creates (always later) and deletes between pages move nothing.
         after = _decode_token(next_token, user) if next_token is not None else 0
-        with self._lock, self._db:
+        with self._transaction():
             self._advance(user, now)
             query = "SELECT * FROM messages WHERE user = ? AND seq > ?"
             args: list[Any] = [user, after]
@@ -170,7 +196,7 @@ class Store:
         }
 
     def get(self, user: str, message_id: str, now: dt.datetime) -> dict[str, Any]:
-        with self._lock, self._db:
+        with self._transaction():
             self._advance(user, now)
             return _message(self._row(user, message_id))
 
@@ -178,7 +204,7 @@ class Store:
 
     def create(self, user: str, body: Any, now: dt.datetime) -> dict[str, Any]:
         fields = check_fields(body, now, creating=True)
-        with self._lock, self._db:
+        with self._transaction():
             message_id = self._new_id(user, now)
             stamp = iso(now)
             self._db.execute(
@@ -201,7 +227,7 @@ class Store:
     def update(
         self, user: str, message_id: str, body: Any, now: dt.datetime
     ) -> dict[str, Any]:
-        with self._lock, self._db:
+        with self._transaction():
             self._advance(user, now)
             # Which message, then whether it may change, then how: 404, 409, 422.
             row = self._row(user, message_id)
@@ -231,14 +257,14 @@ class Store:
             return _message(self._row(user, message_id))
 
     def delete(self, user: str, message_id: str, now: dt.datetime) -> None:
-        with self._lock, self._db:
+        with self._transaction():
             self._advance(user, now)
             row = self._row(user, message_id)
             _refuse_frozen(row, "deleted")
             self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def publish(self, user: str, message_id: str, now: dt.datetime) -> dict[str, Any]:
-        with self._lock, self._db:
+        with self._transaction():
             self._advance(user, now)
             row = self._row(user, message_id)
             _refuse_frozen(row, "published")
@@ -265,7 +291,7 @@ class Store:
             raise validation(
                 f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters"
             )
-        with self._lock, self._db:
+        with self._transaction():
             row = self._db.execute(
                 "SELECT * FROM idempotency WHERE user = ? AND key = ?", (user, key)
             ).fetchone()

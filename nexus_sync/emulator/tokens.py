@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,14 +38,7 @@ class Signer:
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / KEY_FILE
         if not path.exists():
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            path.touch(mode=0o600)
-            path.write_bytes(pem)
+            _create_key(path)
         self._key = serialization.load_pem_private_key(path.read_bytes(), None)
 
     def mint(self, user: str, ttl: float = 3600, now: float | None = None) -> str:
@@ -137,6 +132,33 @@ class Verifier:
         if kid not in self._keys:
             raise TokenRejected("Token is not signed by a trusted key")
         return self._keys[kid]
+
+
+def _create_key(path: Path) -> None:
+    # Commands started together on a fresh repository each find no key. Each
+    # writes a whole key to a file of its own, then links it into place only
+    # if no key is there yet: a reader never sees half a key, and every
+    # process goes on with the one key that was linked first.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(pem)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            log.debug("another process created %s first; using its key", path)
+    finally:
+        os.unlink(temporary)
 
 
 def _fetch(url: str) -> dict[str, Any]:
