@@ -15,10 +15,10 @@ import httpx
 from .auth import CognitoAuth, CognitoLogin, StaticToken
 from .client import NexusClient
 from .config import Config
-from .errors import ConfigError, InvalidPosts
+from .errors import ConfigError, InvalidPosts, PostError
 from .inventory import load_inventory
 from .plan import Message, Plan, make_plan
-from .posts import Post, load_posts
+from .posts import Post, load_posts, relative_name
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,35 @@ def read_posts(config: Config) -> list[Post]:
     return posts
 
 
+def check_outside_files(config: Config, inventory: dict[str, str]) -> None:
+    """InvalidPosts for managed files still there but outside the posts folder.
+
+    Moved out (or left behind by a new posts_dir), such a file is not read, so
+    its post would look deleted and its message would be deleted with it.
+    """
+    inside = relative_name(config.posts_path, config) + "/"
+    problems = [
+        PostError(
+            path,
+            1,
+            f"its message {message_id} is managed, but the file is outside "
+            f"posts_dir '{config.posts_dir}'; move it into {config.posts_dir}/, "
+            "or delete it to cancel its message",
+        )
+        for message_id, path in sorted(inventory.items(), key=lambda item: item[1])
+        if not path.startswith(inside) and (config.root / path).is_file()
+    ]
+    if problems:
+        raise InvalidPosts(problems)
+
+
 async def plan_for(
     config: Config, client: NexusClient, prune_unmanaged: bool = False
 ) -> tuple[Plan, dict]:
     """Read the files first (nothing is sent while any is wrong), then plan."""
     posts = read_posts(config)
     inventory = load_inventory(config.root)
+    check_outside_files(config, inventory)
     remote = [Message.from_api(data) for data in await client.list_messages()]
     now = dt.datetime.now(dt.UTC)
     plan = make_plan(posts, inventory, remote, now, config, prune_unmanaged)

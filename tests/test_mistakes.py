@@ -245,3 +245,33 @@ def test_an_inventory_that_cannot_be_read_says_so(tmp_path: Path) -> None:
         "Error: nexus-sync.state.yaml: cannot be read (not UTF-8 text); restore it "
         "from git\n"
     )
+
+
+def test_a_new_posts_dir_does_not_delete_the_posts_left_in_the_old_one(
+    tmp_path: Path,
+) -> None:
+    repo = repo_with_posts(tmp_path, count=2)
+    (repo / "content").mkdir()
+    (repo / "nexus-sync.yaml").write_text("posts_dir: content\n")
+    inventory = (repo / "nexus-sync.state.yaml").read_text()
+
+    for command in (["plan", "--local"], ["apply", "--local"]):
+        result = run_command(command, repo)
+        assert result.code == 1, result.output
+        assert [
+            line.split(": its message ")[0] for line in result.stderr.splitlines()
+        ] == [
+            "posts/p0.md:1",
+            "posts/p1.md:1",
+            "2 problem(s) found; nothing was sent.",
+        ]
+        assert result.stderr.splitlines()[0].endswith(
+            "is managed, but the file is outside posts_dir 'content'; move it into "
+            "content/, or delete it to cancel its message"
+        )
+    assert (repo / "nexus-sync.state.yaml").read_text() == inventory
+
+    for name in ("p0.md", "p1.md"):
+        (repo / "posts" / name).rename(repo / "content" / name)
+    assert run_command(["apply", "--local"], repo).code == 0
+    assert run_command(["plan", "--local", "--detailed-exitcode"], repo).code == 0
