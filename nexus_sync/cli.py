@@ -553,7 +553,13 @@ def emulator_serve(
     # The flags are the knobs it starts with, and returns to on a reset.
     knobs = Knobs(**check_knobs(_knob_values(flags)))
     # Bound here, so that a port in use is told before anything is announced.
-    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP named, or asyncio leaves Nagle's algorithm on for each
+    # connection, and every answer waits 40 ms for a delayed ACK.
+    listening = socket.socket(
+        socket.AF_INET6 if ":" in host else socket.AF_INET,
+        socket.SOCK_STREAM,
+        socket.IPPROTO_TCP,
+    )
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listening.bind((host, port))
