@@ -17,6 +17,10 @@ from .errors import WriteBackError
 _NEXUS_KEY = re.compile(r"""(?:nexus|"nexus"|'nexus')[ \t]*:(?:[ \t]|\r?\n|\r|\Z)""")
 # Its line when the values are on the lines below, with perhaps a comment.
 _BARE_KEY = re.compile(r"""(?:nexus|"nexus"|'nexus')[ \t]*:(?:[ \t]+#.*|[ \t]*)""")
+_CANNOT_REPLACE = (
+    "its nexus: block could not be replaced safely; write it as a plain "
+    "`nexus:` key with the values indented below it"
+)
 
 
 def render_block(block: dict[str, Any], newline: str = "\n") -> str:
@@ -39,7 +43,8 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
         raise ValueError("the frontmatter never closes")
     newline = lines[0][len(lines[0].rstrip("\r\n")) :] or "\n"
 
-    start = _nexus_line(lines, close)
+    node, before = _frontmatter(lines)
+    start = _nexus_line(lines, close, node)
     if start is None:
         start = end = close
         if not lines[close - 1].endswith(("\n", "\r")):
@@ -58,8 +63,7 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
 
     # The edit is made on lines, so it is checked on meaning: the block must
     # read back as written and every other key as it was, or nothing is written.
-    before = _frontmatter(lines)
-    after = _frontmatter(yamlstrict.split_lines(edited[len(bom) :]))
+    after = _frontmatter(yamlstrict.split_lines(edited[len(bom) :]))[1]
     before.pop("nexus", None)
     written = after.pop("nexus", None)
     if written != block or before != after:
@@ -69,33 +73,28 @@ def with_nexus_block(text: str, block: dict[str, Any]) -> str:
                 "without changing another value; write the frontmatter as plain "
                 "`key: value` lines"
             )
-        raise ValueError(
-            "its nexus: block could not be replaced safely; write it as a plain "
-            "`nexus:` key with the values indented below it"
-        )
+        raise ValueError(_CANNOT_REPLACE)
     return edited
 
 
-def _frontmatter(lines: list[str]) -> dict[str, Any]:
-    """The keys of the frontmatter of a file split into `lines`."""
+def _frontmatter(lines: list[str]) -> tuple[yaml.Node | None, dict[str, Any]]:
+    """The node and the keys of the frontmatter of a file split into `lines`;
+    no node and no keys when it is not YAML."""
     close = yamlstrict.closing_line(lines)
     try:
-        data = yamlstrict.load("".join(lines[1:close]))[1]
+        node, data = yamlstrict.load("".join(lines[1:close]))
     except yaml.YAMLError:
-        data = None
-    return data if isinstance(data, dict) else {}
+        node, data = None, None
+    return node, data if isinstance(data, dict) else {}
 
 
-def _nexus_line(lines: list[str], close: int) -> int | None:
-    """The line of the frontmatter's `nexus:` key, None when there is none.
+def _nexus_line(lines: list[str], close: int, node: yaml.Node | None) -> int | None:
+    """The line of the frontmatter's `nexus:` key (`node` is the frontmatter),
+    None when there is none.
 
     The key is found by YAML, not by its look: a line of a quoted value may
     start with `nexus:` too.
     """
-    try:
-        node = yamlstrict.load("".join(lines[1:close]))[0]
-    except yaml.YAMLError:
-        node = None
     if not isinstance(node, yaml.MappingNode):
         # The safety check after the edit has the last word.
         return next((i for i in range(1, close) if _NEXUS_KEY.match(lines[i])), None)
@@ -103,10 +102,7 @@ def _nexus_line(lines: list[str], close: int) -> int | None:
         if isinstance(key, yaml.ScalarNode) and key.value == "nexus":
             line = 1 + key.start_mark.line
             if key.start_mark.column or not _NEXUS_KEY.match(lines[line]):
-                raise ValueError(
-                    "its nexus: block could not be replaced safely; write it as a "
-                    "plain `nexus:` key with the values indented below it"
-                )
+                raise ValueError(_CANNOT_REPLACE)
             return line
     return None
 
