@@ -616,15 +616,10 @@ _DOCUMENT_END = re.compile(r"^\.\.\.[ \t]*$", re.MULTILINE)
 def _parse_frontmatter(front: str, name: str) -> tuple[yaml.Node | None, dict]:
     end = _DOCUMENT_END.search(front) if "..." in front else None
     if end is not None:
-        line = _YAML_FIRST_LINE + front.count("\n", 0, end.start())
-        raise InvalidPost(
-            [
-                PostError(
-                    name,
-                    line,
-                    "a '...' line ends the YAML before the closing '---'; remove it",
-                )
-            ]
+        raise _refuse(
+            name,
+            "a '...' line ends the YAML before the closing '---'; remove it",
+            _YAML_FIRST_LINE + front.count("\n", 0, end.start()),
         )
     try:
         node, data = yamlstrict.load(front)
@@ -670,27 +665,19 @@ def _check_layout(node: yaml.Node, name: str) -> None:
     # a line, which only a frontmatter of one unindented key per line can take.
     # Refused here, before anything is sent, rather than after a create.
     if node.flow_style:
-        raise InvalidPost(
-            [
-                PostError(
-                    name,
-                    _YAML_FIRST_LINE + node.start_mark.line,
-                    "the frontmatter is one {...} mapping; write one key per "
-                    "line instead, e.g. platforms: [x]",
-                )
-            ]
+        raise _refuse(
+            name,
+            "the frontmatter is one {...} mapping; write one key per line "
+            "instead, e.g. platforms: [x]",
+            _YAML_FIRST_LINE + node.start_mark.line,
         )
     for key, _ in node.value:
         if key.start_mark.column:
-            raise InvalidPost(
-                [
-                    PostError(
-                        name,
-                        _YAML_FIRST_LINE + key.start_mark.line,
-                        f"{key.value!r} is indented; start each key of the "
-                        "frontmatter at the beginning of its line",
-                    )
-                ]
+            raise _refuse(
+                name,
+                f"{key.value!r} is indented; start each key of the frontmatter "
+                "at the beginning of its line",
+                _YAML_FIRST_LINE + key.start_mark.line,
             )
 
 
