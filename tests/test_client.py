@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -271,17 +272,24 @@ def test_the_client_repr_names_only_the_url() -> None:
     run(client.close())
 
 
+def mocked_service(
+    answer: Callable[[httpx.Request], httpx.Response],
+) -> NexusClient:
+    """A client of a service no emulator plays: `answer` gives each response."""
+    return NexusClient(
+        "https://nexus.example",
+        StaticToken("a.b.c"),
+        transport=httpx.MockTransport(answer),
+    )
+
+
 def test_a_listing_whose_cursor_comes_back_stops_instead_of_looping() -> None:
     # No emulator misbehaves like this; a transport plays the broken service.
     def answer(request: httpx.Request) -> httpx.Response:
         page = {"messages": [], "pagination": {"nextToken": "same", "hasMore": True}}
         return httpx.Response(200, json=page)
 
-    client = NexusClient(
-        "https://nexus.example",
-        StaticToken("a.b.c"),
-        transport=httpx.MockTransport(answer),
-    )
+    client = mocked_service(answer)
 
     async def scenario() -> None:
         async with client:
@@ -306,11 +314,7 @@ def test_a_listing_sends_each_cursor_back_exactly_as_the_service_gave_it() -> No
         }
         return httpx.Response(200, json=page)
 
-    client = NexusClient(
-        "https://nexus.example",
-        StaticToken("a.b.c"),
-        transport=httpx.MockTransport(answer),
-    )
+    client = mocked_service(answer)
 
     async def scenario() -> list:
         async with client:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import git, nexus_sync_command, run_command
+from conftest import make_repo, nexus_sync_command, run_command
 from cryptography.hazmat.primitives import serialization
 
 from nexus_sync.emulator.store import Store, fingerprint
@@ -147,18 +147,13 @@ def _base64url(text: str) -> bytes:
 def test_two_applies_at_once_on_one_repository_create_each_message_once(
     tmp_path: Path,
 ) -> None:
-    repo = tmp_path / "repo"
-    (repo / "posts").mkdir(parents=True)
+    posts = tmp_path / "posts"
+    posts.mkdir()
     for number in range(1, 301):
-        (repo / "posts" / f"local-{number}.md").write_text(
+        (posts / f"local-{number}.md").write_text(
             f"---\nplatforms: [x]\n---\nlocal {number}\n"
         )
-    (repo / ".gitignore").write_text(".nexus-sync/\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "test@example.com")
-    git(repo, "config", "user.name", "Test")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "posts")
+    repo = make_repo(tmp_path / "repo", posts=posts)
     first = run_command(["plan", "--local"], repo)
     assert first.code == 0, first.output
     assert "Plan: 300 to create, 0 to update, 0 to delete" in first.stdout
